@@ -1,0 +1,52 @@
+"""The error hierarchy every plane raises.
+
+``UserError`` is the caller's fault (bad config, bad request, a failed gate): it is never
+retried and maps to a 4xx at HTTP boundaries. ``InfraError`` means a backend is down or
+misbehaving: it is retryable and maps to a 503.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MlplatError(Exception):
+    """Base class of every error mlplat raises on purpose."""
+
+    http_status: int = 500
+
+
+class UserError(MlplatError, ValueError):
+    """The input is wrong; the message says which value and how to fix it."""
+
+    http_status = 400
+
+
+class NotFoundError(UserError):
+    """A named thing (app, model, version, feature view) does not exist."""
+
+    http_status = 404
+
+
+class QuotaExceededError(UserError):
+    """A request would take a team past a quota from platform.yaml."""
+
+    http_status = 429
+
+
+class InfraError(MlplatError):
+    """A backend (Ray, MLflow, Redis, storage) is unavailable; retrying may help."""
+
+    http_status = 503
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` if none is close.
+
+    Example:
+        >>> did_you_mean("risc", ["risk", "search"])
+        " Did you mean 'risk'?"
+    """
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,44 @@
+"""Fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def platform_config_path() -> Path:
+    return REPO / "platform.yaml"
+
+
+@pytest.fixture()
+def platform_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The repo's platform.yaml with its local storage root moved into tmp_path."""
+    from mlplat.config import load_config
+
+    monkeypatch.setenv("MLPLAT_HOME", str(tmp_path / "mlplat-home"))
+    monkeypatch.delenv("MLPLAT_PROFILE", raising=False)
+    return load_config(REPO / "platform.yaml")
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A storage root shared by every test in the session that uses the Ray cluster."""
+    home = tmp_path_factory.mktemp("mlplat-home")
+    old = os.environ.get("MLPLAT_HOME")
+    os.environ["MLPLAT_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("MLPLAT_HOME", None)
+    else:
+        os.environ["MLPLAT_HOME"] = old
