@@ -84,10 +84,13 @@ def _ray_bin() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
-def _env() -> dict[str, str]:
+def _env(cfg: PlatformConfig) -> dict[str, str]:
     # Jobs run `python …`: make that the interpreter mlplat is installed in.
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Every Ray process inherits this, so a job run from a copied working dir (or a plain
+    # `ray job submit`) still writes datasets, checkpoints and registry entries to one place.
+    env["MLPLAT_HOME"] = cfg.root()
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     return env
 
@@ -103,8 +106,8 @@ def _start_args(spec: NodeSpec) -> list[str]:
     ]
 
 
-def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+def _run(cfg: PlatformConfig, cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, env=_env(cfg), capture_output=True, text=True)
     if proc.returncode != 0:
         raise InfraError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
 
@@ -133,13 +136,14 @@ def cluster_up(cfg: PlatformConfig, timeout_s: float = 120.0) -> ClusterState:
     specs = node_specs(cfg)
     head = specs[0]
     _run(
+        cfg,
         [_ray_bin(), "start", "--head", f"--port={lc.gcs_port}", "--node-ip-address=127.0.0.1",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={lc.dashboard_port}",
          "--include-dashboard=true", *_start_args(head)]
     )
     gcs = f"127.0.0.1:{lc.gcs_port}"
     for spec in specs[1:]:
-        _run([_ray_bin(), "start", f"--address={gcs}", "--node-ip-address=127.0.0.1",
+        _run(cfg, [_ray_bin(), "start", f"--address={gcs}", "--node-ip-address=127.0.0.1",
               *_start_args(spec)])
     session_dir = os.path.realpath(os.path.join(RAY_TMP, "session_latest"))
     state = ClusterState(

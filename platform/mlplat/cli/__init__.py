@@ -1,0 +1,33 @@
+"""The `mlplat` command: `mlplat <noun> <verb>`. Thin: every command calls a plane's API."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mlplat.cli import _audit, _cluster, _config, _demo, _jobs, _monitoring
+from mlplat.errors import MlplatError
+
+app = typer.Typer(
+    name="mlplat",
+    help="mlplat — a Ray-native ML platform. Example: `mlplat cluster up && mlplat demo`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(_cluster.app, name="cluster")
+app.add_typer(_config.app, name="config")
+app.add_typer(_jobs.app, name="jobs")
+app.add_typer(_audit.app, name="audit")
+app.add_typer(_monitoring.drift_app, name="drift")
+app.add_typer(_monitoring.cost_app, name="cost")
+app.command("demo")(_demo.demo)
+
+
+def main() -> None:
+    """Console-script entry: user errors print one actionable line and exit 2, not a traceback."""
+    try:
+        app()
+    except MlplatError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)

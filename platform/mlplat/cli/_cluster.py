@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from mlplat.cli._common import ConfigOption, JsonOption, config, console, print_json
+
+app = typer.Typer(help="The local multi-pool Ray cluster. Example: `mlplat cluster up`.",
+                  no_args_is_help=True)
+
+
+@app.command("up")
+def up(config_path: Path | None = ConfigOption, json_out: bool = JsonOption) -> None:
+    """Start a local Ray cluster whose nodes emulate the pools in platform.yaml.
+
+    Example: `mlplat cluster up`, then `ray job submit --address http://127.0.0.1:8265 -- …`.
+    """
+    from dataclasses import asdict
+
+    from mlplat.cluster import cluster_up
+
+    with console.status("starting Ray nodes…"):
+        state = cluster_up(config(config_path))
+    if json_out:
+        print_json(asdict(state))
+        return
+    table = Table("pool", "logical CPUs", "head")
+    for node in state.nodes:
+        table.add_row(node["pool"], f"{node['num_cpus']:g}", "yes" if node["is_head"] else "")
+    console.print(table)
+    console.print(f"GCS address: {state.gcs_address}")
+    console.print(f"Ray dashboard / job API: {state.dashboard_url}")
+    console.print(f"Serve HTTP (once something is deployed): {state.serve_url}")
+
+
+@app.command("down")
+def down(config_path: Path | None = ConfigOption) -> None:
+    """Stop exactly the processes `mlplat cluster up` started. Example: `mlplat cluster down`."""
+    from mlplat.cluster import cluster_down
+
+    stopped = cluster_down(config(config_path))
+    console.print(f"stopped {stopped} Ray processes" if stopped else "no cluster was running")
+
+
+@app.command("status")
+def status(config_path: Path | None = ConfigOption, json_out: bool = JsonOption) -> None:
+    """Say whether the local cluster runs, and where. Example: `mlplat cluster status --json`."""
+    from dataclasses import asdict
+
+    from mlplat.cluster import cluster_status
+
+    state = cluster_status(config(config_path))
+    if json_out:
+        print_json(asdict(state) if state else None)
+    elif state is None:
+        console.print("not running — start it with `mlplat cluster up`")
+    else:
+        console.print(f"running: {state.gcs_address}, dashboard {state.dashboard_url}, "
+                      f"{len(state.nodes)} nodes")

@@ -1,0 +1,54 @@
+"""The repository layout DESIGN.md promises, and the plane boundaries STYLE.md asks for."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PKG = REPO / "platform" / "mlplat"
+PLANES = {"data", "experiment", "training", "deployment", "monitoring", "governance"}
+
+
+def test_top_level_layout() -> None:
+    for folder in ["platform", "apps", "cluster", "jobs", "terraform", "tests", "bench", "docs"]:
+        assert (REPO / folder).is_dir(), folder
+    for file in ["pyproject.toml", "platform.yaml", "Makefile", "README.md", ".ci/run"]:
+        assert (REPO / file).is_file(), file
+    assert not (REPO / "platform" / "__init__.py").exists()
+    for plane in PLANES:
+        assert (PKG / plane / "__init__.py").is_file(), plane
+        assert (REPO / "docs" / "contracts" / f"{plane}.md").is_file(), plane
+
+
+def test_stdlib_platform_is_not_shadowed_from_repo_root() -> None:
+    code = "import platform, mlplat; print(platform.system(), platform.python_version())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] in {"Linux", "Darwin", "Windows"}
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def test_planes_import_each_other_only_through_public_apis() -> None:
+    offenders = []
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG).parts
+        own = rel[0] if rel[0] in PLANES else None
+        for name in _imports(path):
+            parts = name.split(".")
+            if len(parts) >= 3 and parts[0] == "mlplat" and parts[1] in PLANES:
+                if parts[1] != own and parts[2].startswith("_"):
+                    offenders.append(f"{path.relative_to(REPO)} imports {name}")
+    assert offenders == []
