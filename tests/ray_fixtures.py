@@ -8,10 +8,13 @@ address of a running cluster (e.g. one from `mlplat cluster up`) to reuse it ins
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+_DASHBOARD: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -24,17 +27,20 @@ def ray_cluster(session_home: Path, repo_root: Path) -> Iterator[str]:
     cfg = load_config(repo_root / "platform.yaml")
     address = os.environ.get("MLPLAT_TEST_RAY_ADDRESS")
     cluster = None
+    # Ray processes inherit this environment: jobs' `python` must be this interpreter.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     if not address:
         from mlplat.cluster import start_test_cluster
 
         cluster = start_test_cluster(cfg)
         address = cluster.address
-    ray.init(
+    context = ray.init(
         address=address,
         namespace="mlplat",
         runtime_env={"env_vars": {"MLPLAT_HOME": str(session_home)}},
         logging_level="ERROR",
     )
+    _DASHBOARD["url"] = f"http://{context.dashboard_url}"
     try:
         yield address
     finally:
@@ -42,7 +48,7 @@ def ray_cluster(session_home: Path, repo_root: Path) -> Iterator[str]:
             from ray import serve
 
             serve.shutdown()
-        except Exception:  # noqa: BLE001 - best effort: Serve may never have started
+        except Exception:
             pass
         ray.shutdown()
         if cluster is not None:
@@ -50,3 +56,9 @@ def ray_cluster(session_home: Path, repo_root: Path) -> Iterator[str]:
             from mlplat.cluster._local import _forget_address
 
             _forget_address(address)
+
+
+@pytest.fixture(scope="session")
+def ray_dashboard_url(ray_cluster: str) -> str:
+    """Job API / dashboard URL of the shared cluster."""
+    return _DASHBOARD["url"]

@@ -99,3 +99,21 @@ def load_app(name_or_path: str | Path, cfg: PlatformConfig) -> AppConfig:
         raise UserError(f"{manifest}: invalid app config: {problems}") from exc
     cfg.team(app.team)  # unknown team → NotFoundError naming the teams
     return app
+
+
+def load_app_module(app: AppConfig, module: str):
+    """Import ``apps/<app>/<module>.py`` (tenant code such as a data generator) by path.
+
+    Raises:
+        NotFoundError: the app has no such module.
+    """
+    import importlib.util
+
+    path = app.path / f"{module}.py"
+    if not path.is_file():
+        raise NotFoundError(f"App '{app.name}' has no {module}.py (looked for {path}).")
+    spec = importlib.util.spec_from_file_location(f"mlplat_app_{app.name}_{module}", path)
+    assert spec is not None and spec.loader is not None  # a .py file always yields a loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

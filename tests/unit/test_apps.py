@@ -9,7 +9,7 @@ from mlplat.apps import list_apps, load_app
 from mlplat.errors import NotFoundError, UserError
 
 
-def test_fraud_app_loads_with_its_feature_spec(platform_config) -> None:  # noqa: ANN001
+def test_fraud_app_loads_with_its_feature_spec(platform_config) -> None:
     app = load_app("fraud", platform_config)
     assert "fraud" in list_apps(platform_config)
     assert app.team == "risk"
@@ -18,12 +18,12 @@ def test_fraud_app_loads_with_its_feature_spec(platform_config) -> None:  # noqa
     assert app.features.feature_names()[-2:] == ["amount", "merchant_category"]
 
 
-def test_unknown_app_names_the_known_ones(platform_config) -> None:  # noqa: ANN001
+def test_unknown_app_names_the_known_ones(platform_config) -> None:
     with pytest.raises(NotFoundError, match=r"Unknown app 'frud'.*Did you mean 'fraud'.*\['fraud'"):
         load_app("frud", platform_config)
 
 
-def test_app_with_unknown_team_or_key_is_rejected(platform_config, tmp_path: Path) -> None:  # noqa: ANN001
+def test_app_with_unknown_team_or_key_is_rejected(platform_config, tmp_path: Path) -> None:
     raw = yaml.safe_load((platform_config.base_dir / "apps/fraud/app.yaml").read_text())
     folder = tmp_path / "mine"
     folder.mkdir()

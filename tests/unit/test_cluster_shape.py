@@ -6,7 +6,7 @@ from mlplat.cluster import node_specs, pool_resource
 from mlplat.errors import UserError
 
 
-def test_node_specs_follow_platform_yaml(platform_config) -> None:  # noqa: ANN001
+def test_node_specs_follow_platform_yaml(platform_config) -> None:
     specs = node_specs(platform_config)
     assert specs[0].is_head and specs[0].pool == platform_config.local_cluster.head_pool
     assert sum(s.is_head for s in specs) == 1
@@ -18,7 +18,7 @@ def test_node_specs_follow_platform_yaml(platform_config) -> None:  # noqa: ANN0
             assert spec.resources == {pool_resource(name): pool.local.num_cpus}
 
 
-def test_head_pool_without_nodes_is_a_user_error(platform_config) -> None:  # noqa: ANN001
+def test_head_pool_without_nodes_is_a_user_error(platform_config) -> None:
     pools = dict(platform_config.pools)
     cpu = pools["cpu"]
     pools["cpu"] = cpu.model_copy(update={"local": cpu.local.model_copy(update={"nodes": 0})})

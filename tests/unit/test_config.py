@@ -13,7 +13,7 @@ from mlplat.errors import NotFoundError, UserError
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _write(tmp_path: Path, mutate) -> Path:  # noqa: ANN001
+def _write(tmp_path: Path, mutate) -> Path:
     raw = yaml.safe_load((REPO / "platform.yaml").read_text())
     mutate(raw)
     path = tmp_path / "platform.yaml"
@@ -75,12 +75,12 @@ def test_missing_and_non_yaml_files(tmp_path: Path) -> None:
         load_config(bad)
 
 
-def test_unknown_team_suggests_nearest(platform_config) -> None:  # noqa: ANN001
+def test_unknown_team_suggests_nearest(platform_config) -> None:
     with pytest.raises(NotFoundError, match="Did you mean 'risk'"):
         platform_config.team("risc")
 
 
-def test_profile_override_and_root(platform_config, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # noqa: ANN001
+def test_profile_override_and_root(platform_config, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert platform_config.active_profile_name() == "local"
     monkeypatch.setenv("MLPLAT_PROFILE", "prod")
     monkeypatch.delenv("MLPLAT_HOME")
@@ -90,7 +90,7 @@ def test_profile_override_and_root(platform_config, monkeypatch: pytest.MonkeyPa
         platform_config.active_profile()
 
 
-def test_price_per_cpu_second_derives_from_pool_price(platform_config) -> None:  # noqa: ANN001
+def test_price_per_cpu_second_derives_from_pool_price(platform_config) -> None:
     pool = platform_config.pools["serving-ondemand"]
     assert pool.price_usd_per_cpu_second * pool.cpus_per_node * 3600 == pytest.approx(
         pool.price_usd_per_hour

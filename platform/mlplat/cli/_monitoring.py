@@ -13,7 +13,7 @@ cost_app = typer.Typer(help="Cost per team, model and inference. Example: `mlpla
                        no_args_is_help=True)
 
 
-def _connect(cfg_path: Path | None):  # noqa: ANN202 - returns the loaded config
+def _connect(cfg_path: Path | None):
     import ray
 
     cfg = config(cfg_path)

@@ -1,0 +1,337 @@
+"""The walking skeleton: every plane, for real, at small scale (`make demo`).
+
+1. synthetic fraud transactions as parquet;  2. Feast apply + materialize (SQLite online store);
+3. `jobs/build_dataset.py` as a Ray job: point-in-time join on Ray Data → dataset + manifest;
+4. `jobs/train.py` as a Ray job, twice: TorchTrainer DDP on the training pool → MLflow run and
+   registered version with its model card;  5. gates, deploy v1, promote v2 through shadow →
+   canary → production;  6. prediction traffic at every stage;  7. drift report and cost report;
+8. audit chain verified.
+
+``run_demo`` returns a ``DemoSummary`` so the e2e test asserts on the same flow users run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mlplat.apps import AppConfig, load_app, load_app_module
+from mlplat.config import PlatformConfig
+from mlplat.errors import InfraError, UserError
+
+DEMO_ACTOR = "demo@mlplat"
+
+
+@dataclass
+class DemoSummary:
+    dataset_dir: str = ""
+    dataset_rows: int = 0
+    dataset_sha256: str = ""
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)
+    shadow: dict[str, Any] = field(default_factory=dict)
+    drift: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
+    endpoint: str = ""
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self, summary: DemoSummary, console: Console) -> None:
+        self.summary, self.console = summary, console
+
+    def step(self, name: str):
+        timer = self
+
+        class _Step:
+            def __enter__(self) -> None:
+                self.t0 = time.perf_counter()
+                timer.console.rule(f"[bold]{name}")
+
+            def __exit__(self, *exc: object) -> None:
+                timer.summary.timings_s[name] = round(time.perf_counter() - self.t0, 2)
+
+        return _Step()
+
+
+def run_demo(
+    cfg: PlatformConfig,
+    *,
+    app_name: str = "fraud",
+    n_accounts: int = 400,
+    days: int = 10,
+    requests_per_stage: int = 100,
+    dashboard_url: str | None = None,
+    console: Console | None = None,
+) -> DemoSummary:
+    """Run the whole flow on a running cluster and return what happened.
+
+    Args:
+        cfg: Platform config (the active profile decides storage and rollout timing).
+        app_name: App under ``apps/`` to run it for.
+        n_accounts: Size of the synthetic data set.
+        requests_per_stage: Prediction requests sent at each rollout stage.
+        dashboard_url: Ray job API; defaults to the local cluster from `mlplat cluster up`.
+
+    Raises:
+        UserError: unknown app, or a promotion gate failed for the first version.
+        InfraError: a job failed or the cluster is not reachable.
+    """
+    import ray
+
+    console = console or Console()
+    summary = DemoSummary()
+    timer = _Timer(summary, console)
+    app = load_app(app_name, cfg)
+    if dashboard_url is None:
+        from mlplat.cluster import cluster_status
+
+        state = cluster_status(cfg)
+        if state is None:
+            raise InfraError("No local cluster is running; start it with `mlplat cluster up`.")
+        dashboard_url = state.dashboard_url
+        if not ray.is_initialized():
+            ray.init(address=state.gcs_address, namespace="mlplat", logging_level="ERROR",
+                     log_to_driver=False)
+
+    with timer.step("1. synthetic transactions"):
+        raw = _generate(cfg, app, n_accounts, days, console)
+    with timer.step("2. Feast apply + materialize"):
+        _features(cfg, app, console)
+    with timer.step("3. point-in-time dataset (Ray job)"):
+        _dataset(cfg, app, raw["transactions"], dashboard_url, summary, console)
+    with timer.step("4. DDP training ×2 (Ray jobs)"):
+        v1 = _train(cfg, app, summary, dashboard_url, "demo-v1", {}, console)
+        v2 = _train(cfg, app, summary, dashboard_url, "demo-v2",
+                    {"hidden_units": app.training.hidden_units * 2,
+                     "learning_rate": app.training.learning_rate / 2}, console)
+    with timer.step("5+6. gates, deploy, shadow → canary → production with live traffic"):
+        _rollout(cfg, app, v1, v2, summary, requests_per_stage, console)
+    with timer.step("7. drift and cost"):
+        _drift(cfg, app, v2, summary, console)
+        _cost(cfg, app, dashboard_url, summary, console)
+    with timer.step("8. audit chain"):
+        _audit(cfg, summary, console)
+    _print_summary(cfg, app, summary, dashboard_url, console)
+    return summary
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _generate(cfg: PlatformConfig, app: AppConfig, n_accounts: int, days: int,
+              console: Console) -> dict[str, Path]:
+    datagen = load_app_module(app, "datagen")
+    from mlplat.data import raw_dir
+
+    paths = datagen.generate(raw_dir(cfg, app), n_accounts=n_accounts, days=days, seed=0,
+                             end=datetime.now(UTC))
+    for name, path in paths.items():
+        console.print(f"{name}: {path}")
+    return paths
+
+
+def _features(cfg: PlatformConfig, app: AppConfig, console: Console) -> None:
+    from mlplat.data import apply_features, materialize
+
+    views = apply_features(cfg, app)
+    materialize(cfg, app, end=datetime.now(UTC))
+    console.print(f"applied and materialized feature views: {', '.join(views)}")
+
+
+def _dataset(cfg: PlatformConfig, app: AppConfig, labels: Path, dashboard_url: str,
+             summary: DemoSummary, console: Console) -> None:
+    from mlplat.data import read_manifest
+    from mlplat.jobs import submit_job
+
+    job = submit_job(cfg, "jobs/build_dataset.py", ["--app", app.name, "--labels", str(labels)],
+                     team=app.team, model=app.name, pool="cpu", cpus=1, address=dashboard_url)
+    if not job.ok:
+        raise InfraError(f"build_dataset job {job.job_id} {job.status}:\n{job.logs[-3000:]}")
+    manifest = read_manifest(job.result["manifest"])
+    summary.dataset_dir = str(Path(manifest.path).parent) if manifest.path.endswith("data") else manifest.path
+    summary.dataset_rows = manifest.row_count
+    summary.dataset_sha256 = manifest.content_sha256
+    console.print(f"job {job.job_id}: {manifest.row_count} rows, sha256 {manifest.content_sha256[:16]}…")
+
+
+def _train(cfg: PlatformConfig, app: AppConfig, summary: DemoSummary, dashboard_url: str,
+           run_name: str, overrides: dict[str, Any], console: Console) -> str:
+    from mlplat.jobs import submit_job
+
+    args = ["--app", app.name, "--dataset", summary.dataset_dir, "--run-name", run_name]
+    for key, value in overrides.items():
+        args += ["--set", f"{key}={value}"]
+    cpus = app.training.num_workers * app.training.cpus_per_worker
+    job = submit_job(cfg, "jobs/train.py", args, team=app.team, model=app.name,
+                     pool=app.training.pool, cpus=cpus, address=dashboard_url)
+    if not job.ok:
+        raise InfraError(f"train job {job.job_id} {job.status}:\n{job.logs[-3000:]}")
+    version = str(job.result["version"])
+    summary.versions[version] = {"run": run_name, "job_id": job.job_id, **job.result}
+    metrics = job.result.get("metrics", {})
+    console.print(f"{run_name}: registered {app.name} v{version}, "
+                  f"{app.serving.gate_metric}={metrics.get(app.serving.gate_metric, float('nan')):.3f}")
+    return version
+
+
+def _gates(cfg: PlatformConfig, app: AppConfig, version: str, summary: DemoSummary,
+           console: Console) -> bool:
+    from mlplat.deployment import evaluate_gates, gates_passed
+    from mlplat.experiment import load_model_version
+
+    results = evaluate_gates(cfg, app, load_model_version(cfg, app.name, version))
+    summary.gates[version] = [r.model_dump() for r in results]
+    for r in results:
+        console.print(f"  v{version} gate {r.name}: {'PASS' if r.passed else 'FAIL'} — {r.detail}")
+    return gates_passed(results)
+
+
+def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: DemoSummary,
+             requests_per_stage: int, console: Console) -> None:
+    from mlplat.contracts.v1 import TrafficSplit
+    from mlplat.deployment import deploy, router_stats, run_promotion
+    from mlplat.experiment import set_alias
+
+    if not _gates(cfg, app, v1, summary, console):
+        raise UserError(f"{app.name} v{v1} failed its promotion gates; see above.")
+    summary.endpoint = deploy(cfg, app, TrafficSplit(weights={v1: 100.0}), actor=DEMO_ACTOR,
+                              reason="first production deployment")
+    set_alias(cfg, app.name, "production", v1)
+    console.print(f"v{v1} is production at {summary.endpoint}")
+    accounts = _account_ids(cfg, app)
+    rng = random.Random(0)
+    stage_stats = _send(summary, app, accounts, rng, requests_per_stage)
+    summary.stages.append({"stage": "production-v1", "weights": {v1: 100.0}, **stage_stats})
+
+    if not _gates(cfg, app, v2, summary, console):
+        console.print(f"v{v2} failed its gates: it stays out of traffic")
+        return
+
+    def on_step(step: Any) -> None:
+        counts = _send(summary, app, accounts, rng, requests_per_stage)
+        summary.stages.append({"stage": step.stage, "weights": dict(step.split.weights),
+                               "shadow": step.split.shadow, **counts})
+        console.print(f"  {step.stage:<12} weights={dict(step.split.weights)} "
+                      f"shadow={step.split.shadow} observed={counts['observed']}")
+
+    run_promotion(cfg, app, v1, v2, actor=DEMO_ACTOR, on_step=on_step)
+    set_alias(cfg, app.name, "production", v2)
+    summary.shadow = router_stats(cfg, app).get("shadow", {})
+
+
+def _account_ids(cfg: PlatformConfig, app: AppConfig) -> list[int]:
+    import pyarrow.parquet as pq
+
+    from mlplat.data import raw_dir
+
+    table = pq.read_table(raw_dir(cfg, app) / "transactions.parquet", columns=["account_id"])
+    return sorted(set(table.column("account_id").to_pylist()))
+
+
+def _send(summary: DemoSummary, app: AppConfig, accounts: list[int], rng: random.Random,
+          requests_per_stage: int) -> dict[str, Any]:
+    import httpx
+
+    categories = ["grocery", "restaurants", "travel", "electronics", "gaming", "fuel"]
+    observed: dict[str, int] = {}
+    latencies: list[float] = []
+    with httpx.Client(base_url=summary.endpoint, timeout=30) as client:
+        for _ in range(requests_per_stage):
+            body = {
+                "entity": {app.features.entity_keys[0]: rng.choice(accounts)},
+                "features": {"amount": round(rng.lognormvariate(3.5, 1.0), 2),
+                             "merchant_category": rng.choice(categories)},
+            }
+            t0 = time.perf_counter()
+            resp = client.post("/predict", json=body)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if resp.status_code != 200:
+                raise InfraError(f"predict returned {resp.status_code}: {resp.text[:500]}")
+            answer = resp.json()
+            observed[answer["version"]] = observed.get(answer["version"], 0) + 1
+            if len(summary.responses) < 2000:
+                summary.responses.append(answer)
+    latencies.sort()
+    return {"observed": observed, "p50_ms": round(latencies[len(latencies) // 2], 2),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2)}
+
+
+def _drift(cfg: PlatformConfig, app: AppConfig, version: str, summary: DemoSummary,
+           console: Console) -> None:
+    import ray
+
+    from mlplat.monitoring import get_drift_monitor
+
+    monitor = get_drift_monitor(cfg)
+    report = ray.get(monitor.report.remote(app.name, version), timeout=120)
+    summary.drift = report.model_dump(mode="json")
+    table = Table("feature", "method", "score", "drifted", title=f"drift {app.name} v{version}")
+    for name, f in report.features.items():
+        table.add_row(name, f.method, f"{f.score:.4f}", "yes" if f.drifted else "")
+    console.print(table)
+
+
+def _cost(cfg: PlatformConfig, app: AppConfig, dashboard_url: str, summary: DemoSummary,
+          console: Console) -> None:
+    import ray
+
+    from mlplat.governance import get_cost_meter
+
+    meter = get_cost_meter(cfg)
+    ray.get(meter.collect_jobs.remote(dashboard_url), timeout=60)
+    served = sum(s["observed"].get(v, 0) for s in summary.stages for v in s["observed"])
+    ray.get(meter.record_inferences.remote(app.name, served))
+    report = ray.get(meter.report.remote())
+    summary.cost = report.model_dump(mode="json")
+    table = Table("team", "USD", title="cost by team")
+    for team, usd in sorted(report.by_team.items()):
+        table.add_row(team, f"{usd:.6f}")
+    console.print(table)
+
+
+def _audit(cfg: PlatformConfig, summary: DemoSummary, console: Console) -> None:
+    from mlplat.governance import AuditLog
+
+    result = AuditLog(cfg).verify()
+    summary.audit = {"ok": result.ok, "records": result.records}
+    console.print(f"audit log: {result.records} records, chain {'OK' if result.ok else 'BROKEN'}")
+
+
+def _print_summary(cfg: PlatformConfig, app: AppConfig, summary: DemoSummary,
+                   dashboard_url: str, console: Console) -> None:
+    table = Table("step", "result", title="mlplat demo summary")
+    table.add_row("dataset", f"{summary.dataset_rows} rows, sha256 {summary.dataset_sha256[:12]}…")
+    for version, info in summary.versions.items():
+        metrics = info.get("metrics", {})
+        table.add_row(f"model v{version}", f"{info['run']}: " + ", ".join(
+            f"{k}={v:.3f}" for k, v in sorted(metrics.items()) if isinstance(v, float)))
+    for stage in summary.stages:
+        table.add_row(f"traffic {stage['stage']}", f"{stage['observed']} "
+                      f"(p50 {stage['p50_ms']} ms, p99 {stage['p99_ms']} ms)")
+    if summary.drift:
+        table.add_row("drift", f"share drifted {summary.drift['share_drifted']:.2f}, "
+                      f"dataset drift {summary.drift['dataset_drift']}")
+    if summary.cost:
+        table.add_row("cost", ", ".join(f"{t}: ${u:.6f}" for t, u in summary.cost["by_team"].items()))
+    table.add_row("audit", f"{summary.audit.get('records')} records, "
+                  f"chain {'OK' if summary.audit.get('ok') else 'BROKEN'}")
+    table.add_row("timings (s)", ", ".join(f"{k.split('.')[0]}: {v}" for k, v in summary.timings_s.items()))
+    console.print(table)
+    tracking = cfg.active_profile().tracking
+    mlflow_cmd = (f".venv/bin/mlflow ui --backend-store-uri sqlite:///{cfg.local_path(tracking.path)}"
+                  if tracking.type == "sqlite" else f"open {tracking.uri}")
+    console.print(f"Ray dashboard:  {dashboard_url}")
+    console.print(f"Serve endpoint: POST {summary.endpoint}/predict")
+    console.print(f"MLflow UI:      {mlflow_cmd}")
+    console.print("Audit log:      .venv/bin/mlplat audit verify")
