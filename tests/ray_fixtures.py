@@ -44,12 +44,13 @@ def ray_cluster(session_home: Path, repo_root: Path) -> Iterator[str]:
     try:
         yield address
     finally:
-        try:
-            from ray import serve
+        if cluster is not None:  # never tear down Serve on a cluster someone else owns
+            try:
+                from ray import serve
 
-            serve.shutdown()
-        except Exception:
-            pass
+                serve.shutdown()
+            except Exception:
+                pass
         ray.shutdown()
         if cluster is not None:
             cluster.shutdown()

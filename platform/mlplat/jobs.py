@@ -108,7 +108,8 @@ def submit_job(
             "Start it with `mlplat cluster up`."
         ) from exc
     entrypoint = " ".join(["python", script, *(_quote(a) for a in args)])
-    job_id = client.submit_job(
+    job_id = submit_with_retry(
+        client,
         entrypoint=entrypoint,
         runtime_env={
             "working_dir": str(root),
@@ -131,6 +132,22 @@ def submit_job(
         status = client.get_job_status(job_id)
     logs = client.get_job_logs(job_id)
     return JobResult(job_id, str(status.value), logs, last_json_line(logs))
+
+
+def submit_with_retry(client: Any, timeout_s: float = 60.0, **kwargs: Any) -> str:
+    """``client.submit_job(**kwargs)``, retried while the head's job agent is still starting.
+
+    Right after a cluster starts, the dashboard answers before its job agent registers and
+    rejects submissions with "No available agent"; that is worth waiting out, nothing else is.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return str(client.submit_job(**kwargs))
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _quote(arg: str) -> str:

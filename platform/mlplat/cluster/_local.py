@@ -102,6 +102,9 @@ def _start_args(spec: NodeSpec) -> list[str]:
         f"--resources={json.dumps(spec.resources)}",
         f"--labels={POOL_LABEL}={spec.pool}",
         f"--object-store-memory={spec.object_store_mib * 1024 * 1024}",
+        # Ray's fixed default (52365) can be bound only once per machine: with several nodes
+        # (or clusters) on one host the others would run without a job/metrics agent.
+        f"--dashboard-agent-listen-port={_free_port()}",
         "--disable-usage-stats",
     ]
 
@@ -142,37 +145,58 @@ def cluster_up(cfg: PlatformConfig, timeout_s: float = 120.0) -> ClusterState:
          "--include-dashboard=true", *_start_args(head)]
     )
     gcs = f"127.0.0.1:{lc.gcs_port}"
-    for spec in specs[1:]:
-        _run(cfg, [_ray_bin(), "start", f"--address={gcs}", "--node-ip-address=127.0.0.1",
-              *_start_args(spec)])
-    session_dir = os.path.realpath(os.path.join(RAY_TMP, "session_latest"))
     state = ClusterState(
         gcs_address=gcs,
         dashboard_url=f"http://127.0.0.1:{lc.dashboard_port}",
         serve_url=f"http://127.0.0.1:{lc.serve_http_port}",
-        session_dir=session_dir,
+        session_dir=_session_dir_of_gcs(lc.gcs_port),
         nodes=[asdict(s) for s in specs],
         started_at=time.time(),
     )
-    _wait_for_nodes(gcs, len(specs), timeout_s)
+    # Recorded before the workers start, so a failure below can still be cleaned up.
     _state_file(cfg).write_text(json.dumps(asdict(state), indent=2))
+    try:
+        for spec in specs[1:]:
+            _run(cfg, [_ray_bin(), "start", f"--address={gcs}", "--node-ip-address=127.0.0.1",
+                       *_start_args(spec)])
+        _wait_for_nodes(state.dashboard_url, len(specs), timeout_s)
+    except BaseException:
+        cluster_down(cfg)
+        raise
     return state
 
 
-def _wait_for_nodes(gcs: str, expected: int, timeout_s: float) -> None:
-    import ray
+def _session_dir_of_gcs(port: int) -> str:
+    """The session folder of the GCS listening on ``port`` (not `session_latest`, which any
+    other Ray start on this machine may move)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or []
+        if f"--gcs_server_port={port}" in args:
+            for arg in args:
+                if arg.startswith("--session-dir="):
+                    return arg.split("=", 1)[1]
+    raise InfraError(f"`ray start --head` returned but no GCS is listening on port {port}.")
+
+
+def _wait_for_nodes(dashboard_url: str, expected: int, timeout_s: float) -> None:
+    # The state API talks to the dashboard over HTTP, so this works from a process that is
+    # already connected to another cluster (ray.init would refuse a second connection).
+    from ray.util.state import list_nodes
 
     deadline = time.monotonic() + timeout_s
-    ray.init(address=gcs, logging_level="ERROR", log_to_driver=False)
-    try:
-        while time.monotonic() < deadline:
-            alive = [n for n in ray.nodes() if n["Alive"]]
-            if len(alive) >= expected:
+    alive, last_error = 0, ""
+    while time.monotonic() < deadline:
+        try:
+            nodes = list_nodes(address=dashboard_url, filters=[("state", "=", "ALIVE")])
+            alive = len(nodes)
+            if alive >= expected:
                 return
-            time.sleep(0.5)
-        raise InfraError(f"only {len(alive)} of {expected} Ray nodes registered in {timeout_s}s")
-    finally:
-        ray.shutdown()
+        except Exception as exc:  # dashboard still starting: connection refused / 5xx
+            last_error = str(exc)
+        time.sleep(0.5)
+    raise InfraError(
+        f"only {alive} of {expected} Ray nodes registered within {timeout_s:.0f}s {last_error}"
+    )
 
 
 def _session_pids(session_dir: str) -> list[int]:
@@ -224,6 +248,14 @@ def _forget_address(gcs_address: str) -> None:
         marker.unlink(missing_ok=True)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_test_cluster(cfg: PlatformConfig) -> Cluster:
     """An in-process ``ray.cluster_utils.Cluster`` of the same shape as `cluster up`."""
     from ray.cluster_utils import Cluster
@@ -240,6 +272,8 @@ def start_test_cluster(cfg: PlatformConfig) -> Cluster:
             "labels": head.labels,
             "object_store_memory": head.object_store_mib * 1024 * 1024,
             "include_dashboard": True,
+            # Never the configured port: a cluster from `mlplat cluster up` may hold it.
+            "dashboard_port": _free_port(),
         },
     )
     for spec in specs[1:]:

@@ -1,0 +1,133 @@
+"""The walking skeleton `make demo` runs, at small scale, asserting what a user would check."""
+
+from __future__ import annotations
+
+import io
+import math
+import sqlite3
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from mlplat.config import load_config
+from mlplat.demo import run_demo
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def demo(ray_cluster: str, ray_dashboard_url: str, session_home: Path):
+    cfg = load_config(REPO / "platform.yaml")
+    out = io.StringIO()
+    summary = run_demo(cfg, n_accounts=150, days=6, requests_per_stage=80,
+                       dashboard_url=ray_dashboard_url, console=Console(file=out, width=160))
+    return cfg, summary, out.getvalue()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_dataset_has_rows_and_no_feature_from_the_future(demo) -> None:
+    cfg, summary, _ = demo
+    assert summary.dataset_rows > 500
+    table = pq.read_table(Path(summary.dataset_dir) / "data").to_pandas()
+    assert len(table) == summary.dataset_rows
+    ts_cols = [c for c in table.columns if c.endswith("__event_timestamp")]
+    assert ts_cols, "dataset must carry each feature view's event timestamp"
+    for col in ts_cols:
+        matched = table[col].notna()
+        assert matched.any()
+        assert (table.loc[matched, col] <= table.loc[matched, "event_timestamp"]).all(), col
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_two_registered_versions_with_cards(demo) -> None:
+    from mlplat.experiment import get_model_card
+
+    cfg, summary, _ = demo
+    assert len(summary.versions) == 2
+    for version in summary.versions:
+        card = get_model_card(cfg, "fraud", version)
+        assert card.team == "risk" and card.version == version
+        assert card.training_dataset_sha256 == summary.dataset_sha256
+        assert card.metrics["val_auc"] > 0.6
+    assert all(all(g["passed"] for g in gates) for gates in summary.gates.values())
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_predictions_are_valid_and_name_their_version(demo) -> None:
+    _, summary, _ = demo
+    versions = set(summary.versions)
+    assert summary.responses
+    for answer in summary.responses:
+        assert answer["model"] == "fraud"
+        assert answer["version"] in versions
+        assert 0.0 <= answer["score"] <= 1.0 and answer["label"] in (0, 1)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_observed_split_follows_the_weights(demo) -> None:
+    _, summary, _ = demo
+    stages = {s["stage"]: s for s in summary.stages}
+    assert "shadow" in stages and "production" in stages
+    v1, v2 = sorted(summary.versions, key=int)
+    # Shadow: callers only ever see the production version.
+    assert set(stages["shadow"]["observed"]) == {v1}
+    assert set(stages["production"]["observed"]) == {v2}
+    for stage in summary.stages:
+        n = sum(stage["observed"].values())
+        p = stage["weights"].get(v2, 0.0) / 100
+        got = stage["observed"].get(v2, 0)
+        sigma = math.sqrt(n * p * (1 - p))
+        assert abs(got - n * p) <= 4 * sigma + 2, (stage, got, n * p)
+    assert summary.shadow.get("comparisons", 0) > 0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_drift_report_has_per_feature_scores(demo) -> None:
+    _, summary, _ = demo
+    features = summary.drift["features"]
+    assert {"amount", "txn_count_24h", "credit_limit"} <= set(features)
+    assert all(isinstance(f["score"], float) for f in features.values())
+    assert summary.drift["current_rows"] > 0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_cost_is_attributed_to_the_team(demo) -> None:
+    _, summary, _ = demo
+    assert summary.cost["by_team"].get("risk", 0) > 0
+    assert summary.cost["per_inference_usd"].get("fraud", 0) >= 0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_audit_chain_verifies_then_detects_an_edit(demo) -> None:
+    from mlplat.governance import AuditLog
+
+    cfg, summary, _ = demo
+    assert summary.audit["ok"] and summary.audit["records"] >= 5
+    log = AuditLog(cfg)
+    assert log.verify().ok
+    db = cfg.local_path(cfg.active_profile().audit.path)
+    with sqlite3.connect(db) as conn:
+        table = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchone()[0]
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        col = "reason" if "reason" in cols else "actor"
+        conn.execute(f"UPDATE {table} SET {col} = 'tampered' WHERE seq = 2")
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 2
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_demo_prints_where_to_look(demo) -> None:
+    _, _, printed = demo
+    for needle in ["Ray dashboard:", "Serve endpoint: POST", "/v1/models/fraud/predict", "mlflow ui",
+                   "mlplat demo summary"]:
+        assert needle in printed
