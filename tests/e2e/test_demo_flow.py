@@ -15,6 +15,7 @@ from mlplat.config import load_config
 from mlplat.demo import run_demo
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(1200)  # the module fixture runs the whole demo once
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def demo(ray_cluster: str, ray_dashboard_url: str, session_home: Path):
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_dataset_has_rows_and_no_feature_from_the_future(demo) -> None:
-    cfg, summary, _ = demo
+    _, summary, _ = demo
     assert summary.dataset_rows > 500
     table = pq.read_table(Path(summary.dataset_dir) / "data").to_pandas()
     assert len(table) == summary.dataset_rows

@@ -1,0 +1,78 @@
+"""Deployment plane: a Ray Serve router per app with weighted canary split and shadow
+mirroring, promotion gates and the promotion schedule.
+
+Example:
+    >>> from mlplat.deployment import deploy, set_traffic, TrafficSplit   # doctest: +SKIP
+    >>> url = deploy(cfg, app, TrafficSplit(weights={"1": 100}), actor="alice")
+    >>> set_traffic(cfg, app, TrafficSplit(weights={"1": 75, "2": 25}), actor="alice")
+"""
+
+from mlplat.contracts.v1 import GateResult as GateResult
+from mlplat.contracts.v1 import TrafficSplit as TrafficSplit
+from mlplat.deployment._api import current_split as current_split
+from mlplat.deployment._api import deploy as deploy
+from mlplat.deployment._api import endpoint_url as endpoint_url
+from mlplat.deployment._api import router_stats as router_stats
+from mlplat.deployment._api import set_traffic as set_traffic
+from mlplat.deployment._api import undeploy as undeploy
+from mlplat.deployment._gates import evaluate_gates as evaluate_gates
+from mlplat.deployment._gates import gates_passed as gates_passed
+from mlplat.deployment._gates import schema_differences as schema_differences
+from mlplat.deployment._local import InMemoryFeatureLookup as InMemoryFeatureLookup
+from mlplat.deployment._local import LocalModel as LocalModel
+from mlplat.deployment._local import LocalModelLoader as LocalModelLoader
+from mlplat.deployment._local import save_local_model as save_local_model
+from mlplat.deployment._promotion import PromotionStep as PromotionStep
+from mlplat.deployment._promotion import promotion_plan as promotion_plan
+from mlplat.deployment._promotion import run_promotion as run_promotion
+from mlplat.deployment._router import DriftSampler as DriftSampler
+from mlplat.deployment._router import RouterCore as RouterCore
+from mlplat.deployment._router import ShadowComparison as ShadowComparison
+from mlplat.deployment._split import SplitPicker as SplitPicker
+from mlplat.deployment._split import bucket_of as bucket_of
+from mlplat.deployment._split import request_key as request_key
+from mlplat.deployment._types import ExperimentPlaneLoader as ExperimentPlaneLoader
+from mlplat.deployment._types import FeatureLookup as FeatureLookup
+from mlplat.deployment._types import FeatureLookupFactory as FeatureLookupFactory
+from mlplat.deployment._types import ModelLoader as ModelLoader
+from mlplat.deployment._types import RouterTuning as RouterTuning
+from mlplat.deployment._types import RouterUserConfig as RouterUserConfig
+from mlplat.deployment._types import ServedModel as ServedModel
+from mlplat.deployment._validate import RequestError as RequestError
+from mlplat.deployment._validate import parse_predict_request as parse_predict_request
+
+__all__ = [
+    "DriftSampler",
+    "ExperimentPlaneLoader",
+    "FeatureLookup",
+    "FeatureLookupFactory",
+    "GateResult",
+    "InMemoryFeatureLookup",
+    "LocalModel",
+    "LocalModelLoader",
+    "ModelLoader",
+    "PromotionStep",
+    "RequestError",
+    "RouterCore",
+    "RouterTuning",
+    "RouterUserConfig",
+    "ServedModel",
+    "ShadowComparison",
+    "SplitPicker",
+    "TrafficSplit",
+    "bucket_of",
+    "current_split",
+    "deploy",
+    "endpoint_url",
+    "evaluate_gates",
+    "gates_passed",
+    "parse_predict_request",
+    "promotion_plan",
+    "request_key",
+    "router_stats",
+    "run_promotion",
+    "save_local_model",
+    "schema_differences",
+    "set_traffic",
+    "undeploy",
+]

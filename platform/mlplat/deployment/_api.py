@@ -1,0 +1,278 @@
+"""deploy / set_traffic / current_split / router_stats: the router's control surface."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from mlplat.cluster import pool_selector
+from mlplat.contracts.v1 import TrafficSplit
+from mlplat.deployment._audit import audit_sink, audited
+from mlplat.deployment._types import FeatureLookupFactory, ModelLoader, RouterUserConfig
+from mlplat.errors import InfraError, NotFoundError
+
+if TYPE_CHECKING:
+    from mlplat.apps import AppConfig
+    from mlplat.config import PlatformConfig
+
+_POLL_S = 0.1  # status polling granularity, well below any deadline it is polled against
+
+
+def _build_id(cfg: PlatformConfig, app: AppConfig, loader: ModelLoader | None,
+              feature_lookup: FeatureLookupFactory | None) -> str:
+    """Serve's code version for the router: equal builds update in place via ``reconfigure``.
+
+    Serve restarts replicas whenever the code version changes and gives every imperative
+    ``serve.run`` a random one; pinning it to a digest of the init args is what makes a
+    split-only change a lightweight ``user_config`` update.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pkg = version("mlplat")
+    except PackageNotFoundError:
+        pkg = "dev"
+    parts = [pkg, cfg.model_dump_json(), app.model_dump_json(), repr(loader), repr(feature_lookup)]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def _application(cfg: PlatformConfig, app: AppConfig, user_config: RouterUserConfig,
+                 loader: ModelLoader | None, feature_lookup: FeatureLookupFactory | None,
+                 build_id: str) -> Any:
+    from mlplat.deployment._serve import RouterDeployment
+
+    options: dict[str, Any] = {
+        "num_replicas": app.serving.num_replicas,
+        "ray_actor_options": {
+            "num_cpus": app.serving.num_cpus_per_replica,
+            "label_selector": pool_selector(app.serving.pool),
+        },
+        "user_config": user_config.model_dump(mode="json"),
+    }
+    # `version` is accepted only with `_internal=True` since Serve made it internal; see
+    # _build_id for why the router needs it.
+    deployment = RouterDeployment.options(  # type: ignore[attr-defined]
+        **options, version=build_id, _internal=True
+    )
+    return deployment.bind(cfg, app, loader, feature_lookup, build_id)
+
+
+def _start_serve(cfg: PlatformConfig) -> None:
+    from ray import serve
+
+    # One proxy on the head: the emulated nodes share one IP, so per-node proxies would
+    # all want the same port. A no-op (with a warning on mismatch) if Serve is running.
+    serve.start(
+        proxy_location="HeadOnly",
+        http_options={"host": "127.0.0.1", "port": cfg.local_cluster.serve_http_port},
+    )
+
+
+def _wait_running(app: AppConfig, deadline: float, what: str) -> None:
+    from ray import serve
+
+    last = "NOT_STARTED"
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(app.name)
+        if status is not None:
+            last = str(getattr(status.status, "value", status.status))
+            if last == "RUNNING":
+                return
+            if last == "DEPLOY_FAILED":
+                raise InfraError(
+                    f"{what} of app '{app.name}' failed: {status.message} "
+                    "See the replica logs in the Ray dashboard (Serve tab)."
+                )
+        time.sleep(_POLL_S)
+    raise InfraError(
+        f"{what} of app '{app.name}' did not reach RUNNING before its deadline (last status "
+        f"{last}). Check that pool '{app.serving.pool}' has "
+        f"{app.serving.num_cpus_per_replica} free CPU per replica ({app.serving.num_replicas} "
+        "replicas) — `ray status` shows what is free."
+    )
+
+
+def endpoint_url(cfg: PlatformConfig, app: AppConfig) -> str:
+    """The HTTP URL the app's router answers on (the proxy on the local cluster).
+
+    Example:
+        >>> endpoint_url(cfg, app)   # doctest: +SKIP
+        'http://127.0.0.1:8000/v1/models/fraud'
+    """
+    return f"http://127.0.0.1:{cfg.local_cluster.serve_http_port}{app.serving.route_prefix}"
+
+
+def deploy(
+    cfg: PlatformConfig,
+    app: AppConfig,
+    split: TrafficSplit,
+    *,
+    actor: str,
+    reason: str = "",
+    model: str | None = None,
+    loader: ModelLoader | None = None,
+    feature_lookup: FeatureLookupFactory | None = None,
+    timeout_s: float | None = None,
+) -> str:
+    """Deploy (or update) the app's router with ``split`` and wait until it serves.
+
+    Args:
+        cfg: Platform config.
+        app: The app; its ``serving`` section sets replicas, CPUs, pool and route prefix.
+        split: Live weights per version and an optional shadow version.
+        actor: Who is deploying (audited).
+        reason: Why (audited).
+        model: Registered model name; defaults to the app's name.
+        loader: ``(model, version) -> ServedModel``, picklable; default: the experiment plane.
+        feature_lookup: ``(cfg, app) -> FeatureLookup``, picklable; default: the data plane's
+            online store client. Built once inside each replica.
+        timeout_s: Deadline; defaults to the deploy SLO ``slos.deployment.deploy_after_approval_s``.
+
+    Returns:
+        The endpoint URL; ``POST <url>/predict`` scores a ``PredictRequest``.
+
+    Raises:
+        InfraError: Serve could not start the router before the deadline, or the audit log is
+            unavailable (then nothing is deployed).
+
+    Example:
+        >>> url = deploy(cfg, app, TrafficSplit(weights={"1": 100}), actor="alice",
+        ...              reason="first release")      # doctest: +SKIP
+        >>> httpx.post(f"{url}/predict", json={"entity": {"account_id": 7}, ...})  # doctest: +SKIP
+    """
+    from ray import serve
+
+    cfg.pool(app.serving.pool)  # an unknown pool fails here, before any cluster work
+    user_config = RouterUserConfig(model=model or app.name, split=split)
+    sink = audit_sink(cfg)
+    deadline = time.monotonic() + (timeout_s or cfg.slos.deployment.deploy_after_approval_s)
+    build_id = _build_id(cfg, app, loader, feature_lookup)
+    with audited(sink, actor=actor, action="deployment.deploy", target=app.name, reason=reason,
+                 details={"split": split.model_dump(mode="json"), "model": user_config.model,
+                          "build_id": build_id}) as details:
+        _start_serve(cfg)
+        serve._run(
+            _application(cfg, app, user_config, loader, feature_lookup, build_id),
+            name=app.name,
+            route_prefix=app.serving.route_prefix,
+            _blocking=False,
+        )
+        _wait_running(app, deadline, "deploy")
+        _wait_split(app, split, deadline)
+        details["url"] = endpoint_url(cfg, app)
+    return endpoint_url(cfg, app)
+
+
+def _handle(app: AppConfig) -> Any:
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        return serve.get_app_handle(app.name)
+    except RayServeException as exc:
+        raise NotFoundError(
+            f"app '{app.name}' is not deployed on this Ray cluster ({exc}). "
+            f"Deploy it first: mlplat deploy {app.name}."
+        ) from exc
+
+
+def _call(app: AppConfig, method: str, timeout_s: float) -> Any:
+    return getattr(_handle(app), method).remote().result(timeout_s=timeout_s)
+
+
+def _wait_split(app: AppConfig, split: TrafficSplit, deadline: float) -> None:
+    # The controller reconfigures replicas asynchronously after serve.run returns.
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise InfraError(
+                f"app '{app.name}' did not adopt split {split.model_dump()} before the deadline."
+            )
+        if TrafficSplit.model_validate(_call(app, "split_state", remaining)) == split:
+            return
+        time.sleep(_POLL_S)
+
+
+def set_traffic(
+    cfg: PlatformConfig, app: AppConfig, split: TrafficSplit, *, actor: str, reason: str = ""
+) -> None:
+    """Change the live weights / shadow of a deployed app without restarting its replicas.
+
+    Only the router's ``user_config`` changes; the build (loader, feature lookup, config) is
+    read back from the running router, so replicas reconfigure in place, load versions they do
+    not have and drop ones no longer named.
+
+    Args:
+        cfg: Platform config.
+        app: The deployed app.
+        split: The new split.
+        actor: Who changes traffic (audited).
+        reason: Why (audited).
+
+    Raises:
+        NotFoundError: the app is not deployed.
+        InfraError: the split was not in force before the rollback deadline
+            (``slos.deployment.rollback_after_breach_s``) or the audit log is unavailable.
+
+    Example:
+        >>> set_traffic(cfg, app, TrafficSplit(weights={"1": 75, "2": 25}), actor="alice",
+        ...             reason="canary 25 %")   # doctest: +SKIP
+    """
+    from ray import serve
+
+    sink = audit_sink(cfg)
+    # Any traffic change may be a rollback: it must land within the rollback SLO.
+    deadline = time.monotonic() + cfg.slos.deployment.rollback_after_breach_s
+    build = _call(app, "build_info", cfg.slos.deployment.rollback_after_breach_s)
+    previous = TrafficSplit.model_validate(_call(app, "split_state", deadline - time.monotonic()))
+    with audited(sink, actor=actor, action="deployment.set_traffic", target=app.name,
+                 reason=reason, details={"from": previous.model_dump(mode="json"),
+                                         "to": split.model_dump(mode="json")}):
+        user_config = RouterUserConfig(model=build["model"] or app.name, split=split)
+        serve._run(
+            _application(build["cfg"], build["app"], user_config, build["loader"],
+                         build["feature_lookup"], build["build_id"]),
+            name=app.name,
+            route_prefix=build["app"].serving.route_prefix,
+            _blocking=False,
+        )
+        _wait_split(app, split, deadline)
+        _wait_running(app, deadline, "traffic change")
+
+
+def current_split(cfg: PlatformConfig, app: AppConfig) -> TrafficSplit:
+    """The split the app's router is applying now.
+
+    Example:
+        >>> current_split(cfg, app).weights   # doctest: +SKIP
+        {'1': 75.0, '2': 25.0}
+    """
+    raw = _call(app, "split_state", cfg.slos.deployment.rollback_after_breach_s)
+    return TrafficSplit.model_validate(raw)
+
+
+def router_stats(cfg: PlatformConfig, app: AppConfig) -> dict[str, Any]:
+    """Counters of one router replica: split, requests per version, shadow agreement, drops.
+
+    With several replicas each keeps its own counters; this returns whichever replica the
+    handle picks (the ``replica`` key says which).
+
+    Example:
+        >>> router_stats(cfg, app)["shadow"]["agreement_rate"]   # doctest: +SKIP
+        0.97
+    """
+    return _call(app, "stats", cfg.slos.deployment.rollback_after_breach_s)  # type: ignore[no-any-return]
+
+
+def undeploy(cfg: PlatformConfig, app: AppConfig, *, actor: str, reason: str = "") -> None:
+    """Delete the app's router (audited).
+
+    Example:
+        >>> undeploy(cfg, app, actor="alice", reason="retired")   # doctest: +SKIP
+    """
+    from ray import serve
+
+    sink = audit_sink(cfg)
+    with audited(sink, actor=actor, action="deployment.undeploy", target=app.name, reason=reason):
+        serve.delete(app.name)

@@ -1,0 +1,210 @@
+"""RouterCore without Ray: routing, answers, errors, shadow mirroring, drift sampling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+
+from mlplat.contracts.v1 import TrafficSplit
+from mlplat.deployment import DriftSampler, RouterCore, ShadowComparison
+from mlplat.errors import InfraError, UserError
+
+
+def core_for(app, loader, lookup, **kw) -> RouterCore:
+    return RouterCore(app.name, app.features, app.serving.threshold, loader, lookup, **kw)
+
+
+def cfg_for(split: TrafficSplit, **kw) -> dict:
+    return {"model": "fraud", "split": split.model_dump(), **kw}
+
+
+def body(account_id: int = 3, amount: float | None = 10.0, request_id: str | None = None) -> bytes:
+    b = {"entity": {"account_id": account_id},
+         "features": {"amount": amount, "merchant_category": "travel"}}
+    if request_id is not None:
+        b["request_id"] = request_id
+    return json.dumps(b).encode()
+
+
+def test_answers_with_the_chosen_version_label_and_missing_features(fraud_app, fake_loader,
+                                                                    lookup) -> None:
+    core = core_for(fraud_app, fake_loader, lookup)
+    core.apply(cfg_for(TrafficSplit(weights={"1": 100})))
+    status, out, job = core.respond(body(account_id=7, request_id="abc"))
+    assert status == 200 and job is None
+    assert out["model"] == "fraud" and out["version"] == "1" and out["request_id"] == "abc"
+    assert out["score"] == pytest.approx(0.2 + 10.0 / 1e6)
+    assert out["label"] == 0  # below app.serving.threshold
+    assert out["features_missing"] == ["txn_count_1h"]
+    # Unknown entity: every looked-up feature missing, still answered.
+    status, out, _ = core.respond(body(account_id=999, amount=None))
+    assert status == 200
+    assert set(out["features_missing"]) == {
+        *(f for v in fraud_app.features.feature_views for f in v.features), "amount"}
+    assert len(out["request_id"]) == 32  # generated
+
+
+def test_split_is_followed_and_counted(fraud_app, fake_loader, lookup) -> None:
+    core = core_for(fraud_app, fake_loader, lookup)
+    core.apply(cfg_for(TrafficSplit(weights={"1": 75, "2": 25})))
+    seen = {}
+    for i in range(2000):
+        status, out, _ = core.respond(body(request_id=f"r{i}"))
+        assert status == 200
+        seen[out["version"]] = seen.get(out["version"], 0) + 1
+        assert out["label"] == int(out["score"] >= fraud_app.serving.threshold)
+    assert abs(seen["2"] / 2000 - 0.25) < 0.04
+    assert core.stats()["requests"] == seen
+    # Same request id → same version, every time.
+    versions = {core.respond(body(request_id="sticky"))[1]["version"] for _ in range(20)}
+    assert len(versions) == 1
+
+
+def test_bad_input_is_4xx_and_counted_never_500(fraud_app, fake_loader, lookup) -> None:
+    core = core_for(fraud_app, fake_loader, lookup)
+    core.apply(cfg_for(TrafficSplit(weights={"1": 100})))
+    status, out, _ = core.respond(b'{"entity": {"account_id": 1}, "features": {"amount": "x", '
+                                  b'"merchant_category": "travel"}}')
+    assert status == 400 and out["field"] == "features.amount"
+    status, out, _ = core.respond(b"nope")
+    assert status == 400 and out["field"] == "<body>"
+    assert core.stats()["rejected"] == {"400": 2}
+    assert core.stats()["errors"] == 0
+
+
+def test_backend_failures_map_to_their_status(fraud_app, fake_loader) -> None:
+    class Down:
+        def get(self, entities):
+            raise ConnectionError("redis down")
+
+    core = core_for(fraud_app, fake_loader, Down())
+    core.apply(cfg_for(TrafficSplit(weights={"1": 100})))
+    status, out, _ = core.respond(body())
+    assert status == 503 and "redis down" in out["error"] and out["type"] == "InfraError"
+    fake_loader.models["1"].fail = True
+    core._lookup = type("Ok", (), {"get": lambda self, e: [{}]})()
+    status, out, _ = core.respond(body())
+    assert status == 500 and out["type"] == "InternalError"
+
+
+def test_no_split_yet_is_404(fraud_app, fake_loader, lookup) -> None:
+    core = core_for(fraud_app, fake_loader, lookup)
+    status, out, _ = core.respond(body())
+    assert status == 404 and "deploy" in out["error"]
+    with pytest.raises(UserError, match="no traffic split"):
+        _ = core.split
+
+
+def test_reconfigure_loads_new_versions_and_drops_unreferenced(fraud_app, fake_loader,
+                                                               lookup) -> None:
+    core = core_for(fraud_app, fake_loader, lookup)
+    assert core.apply(cfg_for(TrafficSplit(weights={"1": 100}))) == {"loaded": ["1"],
+                                                                     "dropped": []}
+    change = core.apply(cfg_for(TrafficSplit(weights={"1": 100, "2": 0}, shadow="3")))
+    assert change == {"loaded": ["2", "3"], "dropped": []}
+    change = core.apply(cfg_for(TrafficSplit(weights={"3": 100})))
+    assert change == {"loaded": [], "dropped": ["1", "2"]}
+    assert core.loaded_versions == ["3"]
+    assert fake_loader.loaded == [("fraud", "1"), ("fraud", "2"), ("fraud", "3")]
+
+
+def test_failed_load_keeps_the_previous_split(fraud_app, lookup) -> None:
+    from tests.unit.deployment.conftest import FakeLoader
+
+    loader = FakeLoader(fraud_app, fail_versions={"9"})
+    core = core_for(fraud_app, loader, lookup)
+    core.apply(cfg_for(TrafficSplit(weights={"1": 100})))
+    with pytest.raises(InfraError, match=r"could not load fraud version 9.*previous split"):
+        core.apply(cfg_for(TrafficSplit(weights={"1": 50, "9": 50})))
+    assert core.split == TrafficSplit(weights={"1": 100})
+    assert core.respond(body())[0] == 200
+    with pytest.raises(UserError, match="invalid router user_config"):
+        core.apply({"model": "fraud", "split": {"weights": {"1": 50}}})
+
+
+def test_shadow_runs_off_path_and_is_compared(fraud_app, fake_loader, lookup) -> None:
+    core = core_for(fraud_app, fake_loader, lookup)
+    core.apply(cfg_for(TrafficSplit(weights={"1": 100, "2": 0}, shadow="2")))
+
+    async def run() -> list[dict]:
+        outs = []
+        for i in range(30):
+            _status, out, job = core.respond(body(request_id=f"r{i}", amount=float(i)))
+            assert job is not None and job.shadow_version == "2"
+            outs.append(out)
+            core.submit_shadow(job)
+            await core.drain_shadow()
+        return outs
+
+    outs = asyncio.run(run())
+    assert {o["version"] for o in outs} == {"1"}  # callers only ever see live versions
+    stats = core.stats()["shadow"]
+    assert stats["version"] == "2" and stats["comparisons"] == 30
+    assert stats["mean_abs_diff"] == pytest.approx(0.5)
+    # v1 scores ≈0.2 (label 0), v2 ≈0.7 (label 1): they never agree.
+    assert stats["agreement_rate"] == 0.0
+    last = core.recent_shadow(1)[0]
+    assert isinstance(last, ShadowComparison) and last.request_id == "r29"
+    assert last.live_version == "1" and last.shadow_score == pytest.approx(0.7 + 29 / 1e6)
+    assert fake_loader.models["2"].calls == 30
+    core.close()
+
+
+def test_shadow_is_bounded_and_drops_are_counted(fraud_app, fake_loader, lookup) -> None:
+    core = core_for(fraud_app, fake_loader, lookup)
+    core.apply(cfg_for(TrafficSplit(weights={"1": 100, "2": 0}, shadow="2"),
+                       tuning={"shadow_max_in_flight": 2, "shadow_buffer_size": 3}))
+
+    async def burst() -> list[bool]:
+        accepted = []
+        for i in range(10):
+            _, _, job = core.respond(body(request_id=f"b{i}"))
+            accepted.append(core.submit_shadow(job))  # no await in between: nothing finishes
+        await core.drain_shadow()
+        return accepted
+
+    accepted = asyncio.run(burst())
+    assert accepted == [True, True] + [False] * 8
+    stats = core.stats()["shadow"]
+    assert stats["dropped"] == 8 and stats["comparisons"] == 2 and stats["in_flight"] == 0
+    fake_loader.models["2"].fail = True
+    for i in range(5):
+        _, _, job = core.respond(body(request_id=f"c{i}"))
+
+        async def one(job=job) -> None:
+            core.submit_shadow(job)
+            await core.drain_shadow()
+
+        asyncio.run(one())
+    stats = core.stats()["shadow"]
+    assert stats["failed"] == 5
+    assert len(core.recent_shadow(100)) == 2  # buffer bound 3, failures not recorded
+    core.close()
+
+
+def test_drift_samples_are_queued_bounded_and_batched(fraud_app, fake_loader, lookup) -> None:
+    core = core_for(fraud_app, fake_loader, lookup, drift_sample_rate=1.0)
+    core.apply(cfg_for(TrafficSplit(weights={"1": 50, "2": 50}),
+                       tuning={"drift_queue_size": 100, "drift_batch_size": 40}))
+    for i in range(120):
+        core.respond(body(request_id=f"d{i}"))
+    assert core.drift.stats()["sampled"] == 120 and core.drift.dropped == 20
+    received = []
+    batches = core.drift.drain(core.tuning.drift_batch_size)
+    core.drift.send(batches, lambda m, v, rows, scores: received.append((v, len(rows))) or True)
+    assert sum(n for _, n in received) == 100
+    assert all(n <= 40 for _, n in received)
+    assert {v for v, _ in received} == {"1", "2"}
+    assert core.drift.stats() == {"sampled": 120, "sent": 100, "dropped": 20, "queued": 0}
+
+
+def test_drift_monitor_absent_counts_drops() -> None:
+    sampler = DriftSampler(rate=0.5, queue_size=1000, rng=random.Random(1))
+    taken = sum(sampler.offer("m", "1", {"x": 1.0}, 0.1) for _ in range(1000))
+    assert 400 < taken < 600
+    sampler.send(sampler.drain(50), lambda *a: False)
+    sampler.send([("m", "1", [{}], [0.0])], lambda *a: 1 / 0)
+    assert sampler.dropped == taken + 1 and sampler.sent == 0

@@ -1,0 +1,161 @@
+"""DriftMonitor on synthetic data: Evidently flags the shifted features and only those."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlplat.contracts.v1 import FeatureDrift
+from mlplat.errors import NotFoundError, UserError
+from mlplat.monitoring import MISSING_METHOD, DriftMonitor
+
+N = 1500
+"""Above 1,000 rows Evidently picks distance methods (Wasserstein, Jensen-Shannon) with a 0.1
+threshold; below it, p-value tests, which flag about 5 % of undrifted features by chance."""
+
+
+class FakeClock:
+    def __init__(self, t: float = 1_767_225_600.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def rows(seed: int, n: int = N, amount_shift: float = 0.0,
+         countries: tuple[float, float, float] = (0.6, 0.3, 0.1)) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    return [
+        {"amount": float(a), "age": int(b), "hour": float(h), "country": str(c)}
+        for a, b, h, c in zip(
+            rng.lognormal(3.0 + amount_shift, 0.8, n), rng.integers(18, 80, n),
+            rng.uniform(0, 24, n), rng.choice(["DE", "FR", "US"], n, p=list(countries)),
+            strict=True,
+        )
+    ]
+
+
+@pytest.fixture()
+def monitor() -> tuple[DriftMonitor, FakeClock]:
+    clock = FakeClock()
+    mon = DriftMonitor(clock=clock)
+    assert mon.set_reference("fraud", 2, rows(seed=1)) == N
+    return mon, clock
+
+
+def test_no_drift_when_traffic_matches_the_reference(monitor) -> None:
+    mon, clock = monitor
+    clock.t += 60
+    assert mon.record("fraud", 2, rows(seed=2), [0.1] * N) == N
+    clock.t += 240
+    report = mon.report("fraud", "2")
+    assert set(report.features) == {"amount", "age", "hour", "country"}
+    assert not any(f.drifted for f in report.features.values()), report.features
+    assert (report.share_drifted, report.dataset_drift) == (0.0, False)
+    assert (report.reference_rows, report.current_rows) == (N, N)
+    assert "Wasserstein distance" in report.features["amount"].method
+    assert "Jensen-Shannon distance" in report.features["country"].method
+    assert report.window_start == datetime.fromtimestamp(1_767_225_600.0, tz=UTC)
+    assert report.window_end == datetime.fromtimestamp(1_767_225_900.0, tz=UTC)
+
+
+def test_drift_is_flagged_on_the_shifted_features_only(monitor) -> None:
+    mon, clock = monitor
+    mon.record("fraud", 2, rows(seed=3, amount_shift=0.7, countries=(0.2, 0.3, 0.5)), [0.5] * N)
+    clock.t += 300
+    report = mon.report("fraud", 2)
+    assert {n for n, f in report.features.items() if f.drifted} == {"amount", "country"}
+    assert report.features["amount"].score > 0.1  # a distance: large means drift
+    assert report.features["age"].score < 0.1
+    assert (report.share_drifted, report.dataset_drift) == (0.5, True)
+    assert mon.latest_report("fraud", 2) == report
+
+    # The window closed: the next one opens where this one ended and starts empty.
+    stats = mon.stats()
+    assert (stats.reports_made, stats.buffered_rows) == (1, 0)
+    assert stats.windows["fraud/2"].window_start == report.window_end
+    with pytest.raises(UserError, match="has 0 rows; a drift report needs at least 100"):
+        mon.report("fraud", 2)
+
+
+def test_too_few_rows_says_how_many_are_needed(monitor) -> None:
+    mon, _ = monitor
+    mon.record("fraud", 2, rows(seed=4, n=30), [0.2] * 30)
+    with pytest.raises(UserError, match=r"has 30 rows; a drift report needs at least 100\. "
+                                        r"Wait for 70 more"):
+        mon.report("fraud", 2)
+    assert mon.stats().buffered_rows == 30  # a refused report keeps the window
+
+
+def test_buffer_is_bounded_and_drops_are_counted() -> None:
+    mon = DriftMonitor(max_buffer_rows=50)
+    assert mon.record("fraud", 3, rows(seed=5, n=40), [0.0] * 40) == 40
+    assert mon.record("fraud", 3, rows(seed=6, n=40), [1.0] * 40) == 10
+    window = mon.stats().windows["fraud/3"]
+    assert (window.buffered_rows, window.dropped_rows, window.reference_rows) == (50, 30, 0)
+    assert window.mean_score == pytest.approx(10 / 50)
+
+
+def test_report_without_reference_says_how_to_set_one(monitor) -> None:
+    mon, _ = monitor
+    mon.record("fraud", 3, rows(seed=7), [0.0] * N)
+    with pytest.raises(NotFoundError, match=r"No drift reference for fraud/3\. Did you mean "
+                                            r"'fraud/2'\? Set one with set_reference"):
+        mon.report("fraud", 3)
+
+
+def test_malformed_batches_are_refused_and_counted(monitor) -> None:
+    mon, _ = monitor
+    with pytest.raises(UserError, match="one score per row; got 2 rows and 1 scores"):
+        mon.record("fraud", 2, [{"amount": 1.0}, {"amount": 2.0}], [0.3])
+    with pytest.raises(UserError, match="list of dict rows"):
+        mon.record("fraud", 2, ["not-a-dict"], [0.3])  # type: ignore[list-item]
+    assert (mon.stats().rejected_batches, mon.stats().buffered_rows) == (2, 0)
+
+
+def test_reference_features_must_exist() -> None:
+    with pytest.raises(UserError, match=r"Features \['amt'\] are not columns"):
+        DriftMonitor().set_reference("fraud", 2, rows(seed=8, n=10), features=["amt"])
+    with pytest.raises(UserError, match="non-empty list of dicts"):
+        DriftMonitor().set_reference("fraud", 2, [])
+    with pytest.raises(UserError, match=r"Reference columns \['note'\] have no values"):
+        DriftMonitor().set_reference("fraud", 2, [{"amount": 1.0, "note": None}] * 5)
+
+
+def test_a_feature_missing_from_traffic_is_reported_as_drifted(monitor) -> None:
+    mon, _ = monitor
+    served = [{k: v for k, v in r.items() if k != "country"} for r in rows(seed=9)]
+    mon.record("fraud", 2, served, [0.1] * N)
+    report = mon.report("fraud", 2)
+    assert report.features["country"] == FeatureDrift(score=1.0, method=MISSING_METHOD,
+                                                      drifted=True)
+    assert {n for n, f in report.features.items() if f.drifted} == {"country"}
+    assert report.share_drifted == 0.25
+
+
+def test_verdicts_match_evidentlys_own_data_drift_preset() -> None:
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    reference = rows(seed=10)
+    current = rows(seed=11, amount_shift=0.7, countries=(0.2, 0.3, 0.5))
+    mon = DriftMonitor()
+    mon.set_reference("fraud", 2, reference)
+    mon.record("fraud", 2, current, [0.0] * N)
+    ours = mon.report("fraud", 2)
+
+    definition = DataDefinition(numerical_columns=["amount", "age", "hour"],
+                                categorical_columns=["country"])
+    preset = Report([DataDriftPreset()]).run(
+        Dataset.from_pandas(pd.DataFrame(current), data_definition=definition),
+        Dataset.from_pandas(pd.DataFrame(reference), data_definition=definition),
+    ).dict()
+    count = next(m for m in preset["metrics"] if "DriftedColumnsCount" in m["config"]["type"])
+    assert ours.share_drifted == pytest.approx(count["value"]["share"])
+    scores = {m["config"]["column"]: float(m["value"]) for m in preset["metrics"]
+              if m["config"]["type"].endswith(":ValueDrift")}
+    assert {n: f.score for n, f in ours.features.items()} == pytest.approx(scores)
