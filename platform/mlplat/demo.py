@@ -43,6 +43,7 @@ class DemoSummary:
     cost: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
     endpoint: str = ""
+    serving_s: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -205,6 +206,8 @@ def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: Dem
 
     if not _gates(cfg, app, v1, summary, console):
         raise UserError(f"{app.name} v{v1} failed its promotion gates; see above.")
+    _drift_references(cfg, app, [v1, v2], summary)
+    deployed_at = time.monotonic()
     summary.endpoint = deploy(cfg, app, TrafficSplit(weights={v1: 100.0}), actor=DEMO_ACTOR,
                               reason="first production deployment")
     set_alias(cfg, app.name, "production", v1)
@@ -228,6 +231,23 @@ def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: Dem
     run_promotion(cfg, app, v1, v2, actor=DEMO_ACTOR, on_step=on_step)
     set_alias(cfg, app.name, "production", v2)
     summary.shadow = router_stats(cfg, app).get("shadow", {})
+    summary.serving_s = time.monotonic() - deployed_at
+
+
+def _drift_references(cfg: PlatformConfig, app: AppConfig, versions: list[str],
+                      summary: DemoSummary, max_rows: int = 2000) -> None:
+    """Give the drift monitor each version's training data as its reference distribution."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from mlplat.monitoring import get_drift_monitor
+
+    names = app.features.feature_names()
+    frame = pq.read_table(Path(summary.dataset_dir) / "data", columns=names).to_pandas()
+    frame = frame.sample(n=min(max_rows, len(frame)), random_state=0)
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    monitor = get_drift_monitor(cfg)
+    ray.get([monitor.set_reference.remote(app.name, v, rows) for v in versions], timeout=120)
 
 
 def _account_ids(cfg: PlatformConfig, app: AppConfig) -> list[int]:
@@ -274,7 +294,7 @@ def _drift(cfg: PlatformConfig, app: AppConfig, version: str, summary: DemoSumma
     from mlplat.monitoring import get_drift_monitor
 
     monitor = get_drift_monitor(cfg)
-    report = ray.get(monitor.report.remote(app.name, version), timeout=120)
+    report = ray.get(monitor.report.remote(app.name, version, min_rows=50), timeout=180)
     summary.drift = report.model_dump(mode="json")
     table = Table("feature", "method", "score", "drifted", title=f"drift {app.name} v{version}")
     for name, f in report.features.items():
@@ -288,16 +308,22 @@ def _cost(cfg: PlatformConfig, app: AppConfig, dashboard_url: str, summary: Demo
 
     from mlplat.governance import get_cost_meter
 
-    meter = get_cost_meter(cfg)
-    ray.get(meter.collect_jobs.remote(dashboard_url), timeout=60)
-    served = sum(s["observed"].get(v, 0) for s in summary.stages for v in s["observed"])
+    meter = get_cost_meter(cfg, dashboard_url=dashboard_url)
+    # Replica time: the router's replicas held their CPUs on the serving pool while deployed.
+    cpus = app.serving.num_replicas * app.serving.num_cpus_per_replica
+    ray.get(meter.record_usage.remote(app.team, app.name, "replica", app.serving.pool, cpus,
+                                      summary.serving_s, f"serve:{app.name}"))
+    served = sum(sum(s["observed"].values()) for s in summary.stages)
     ray.get(meter.record_inferences.remote(app.name, served))
-    report = ray.get(meter.report.remote())
+    report = ray.get(meter.report.remote(collect=True), timeout=120)
     summary.cost = report.model_dump(mode="json")
-    table = Table("team", "USD", title="cost by team")
-    for team, usd in sorted(report.by_team.items()):
-        table.add_row(team, f"{usd:.6f}")
+    table = Table("team", "model", "USD", title="cost from platform.yaml pool prices")
+    for team, models in sorted(report.by_team_model.items()):
+        for model, usd in sorted(models.items()):
+            table.add_row(team, model, f"{usd:.6f}")
     console.print(table)
+    for model, usd in report.per_inference_usd.items():
+        console.print(f"cost per inference, {model}: ${usd:.8f}")
 
 
 def _audit(cfg: PlatformConfig, summary: DemoSummary, console: Console) -> None:

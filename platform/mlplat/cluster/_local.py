@@ -243,8 +243,10 @@ def cluster_down(cfg: PlatformConfig, timeout_s: float = 30.0) -> int:
 
 def _forget_address(gcs_address: str) -> None:
     # A bare ray.init() reads this file; leaving a dead address there breaks the next user.
+    # Ray writes the node's resolved IP there, not necessarily the host we dialled: match the port.
     marker = Path(RAY_TMP) / "ray_current_cluster"
-    if marker.exists() and gcs_address in marker.read_text():
+    port = gcs_address.rsplit(":", 1)[-1]
+    if marker.exists() and marker.read_text().strip().endswith(f":{port}"):
         marker.unlink(missing_ok=True)
 
 

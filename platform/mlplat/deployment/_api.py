@@ -49,6 +49,9 @@ def _application(cfg: PlatformConfig, app: AppConfig, user_config: RouterUserCon
             "label_selector": pool_selector(app.serving.pool),
         },
         "user_config": user_config.model_dump(mode="json"),
+        # One access-log line per request is forwarded to the driver: noise and cost on the
+        # request path. Per-version counts and latencies are in GET <route>/split instead.
+        "logging_config": {"enable_access_log": False},
     }
     # `version` is accepted only with `_internal=True` since Serve made it internal; see
     # _build_id for why the router needs it.
