@@ -135,7 +135,7 @@ def _generate(cfg: PlatformConfig, app: AppConfig, n_accounts: int, days: int,
     datagen = load_app_module(app, "datagen")
     from mlplat.data import raw_dir
 
-    paths = datagen.generate(raw_dir(cfg, app), n_accounts=n_accounts, days=days, seed=0,
+    paths = datagen.generate(Path(raw_dir(cfg, app)), n_accounts=n_accounts, days=days, seed=0,
                              end=datetime.now(UTC))
     for name, path in paths.items():
         console.print(f"{name}: {path}")
@@ -212,9 +212,9 @@ def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: Dem
                               reason="first production deployment")
     set_alias(cfg, app.name, "production", v1)
     console.print(f"v{v1} is production at {summary.endpoint}")
-    accounts = _account_ids(cfg, app)
+    bodies = _request_pool(cfg, app)
     rng = random.Random(0)
-    stage_stats = _send(summary, app, accounts, rng, requests_per_stage)
+    stage_stats = _send(summary, bodies, rng, requests_per_stage)
     summary.stages.append({"stage": "production-v1", "weights": {v1: 100.0}, **stage_stats})
 
     if not _gates(cfg, app, v2, summary, console):
@@ -222,7 +222,7 @@ def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: Dem
         return
 
     def on_step(step: Any) -> None:
-        counts = _send(summary, app, accounts, rng, requests_per_stage)
+        counts = _send(summary, bodies, rng, requests_per_stage)
         summary.stages.append({"stage": step.stage, "weights": dict(step.split.weights),
                                "shadow": step.split.shadow, **counts})
         console.print(f"  {step.stage:<12} weights={dict(step.split.weights)} "
@@ -250,31 +250,39 @@ def _drift_references(cfg: PlatformConfig, app: AppConfig, versions: list[str],
     ray.get([monitor.set_reference.remote(app.name, v, rows) for v in versions], timeout=120)
 
 
-def _account_ids(cfg: PlatformConfig, app: AppConfig) -> list[int]:
+def _request_pool(cfg: PlatformConfig, app: AppConfig, n: int = 5000) -> list[dict[str, Any]]:
+    """Request bodies replayed from the most recent labelled transactions, so served traffic
+    looks like production traffic (drift then measures the data, not the demo's dice)."""
     import pyarrow.parquet as pq
 
     from mlplat.data import raw_dir
 
-    table = pq.read_table(raw_dir(cfg, app) / "transactions.parquet", columns=["account_id"])
-    return sorted(set(table.column("account_id").to_pylist()))
+    spec = app.features
+    columns = [*spec.entity_keys, spec.timestamp_column, *spec.request_features]
+    frame = pq.read_table(Path(raw_dir(cfg, app)) / "transactions.parquet",
+                          columns=columns).to_pandas()
+    frame = frame.sort_values(spec.timestamp_column).tail(n)
+    return [
+        {"entity": {k: _plain(row[k]) for k in spec.entity_keys},
+         "features": {f: _plain(row[f]) for f in spec.request_features}}
+        for row in frame.to_dict("records")
+    ]
 
 
-def _send(summary: DemoSummary, app: AppConfig, accounts: list[int], rng: random.Random,
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _send(summary: DemoSummary, bodies: list[dict[str, Any]], rng: random.Random,
           requests_per_stage: int) -> dict[str, Any]:
     import httpx
 
-    categories = ["grocery", "restaurants", "travel", "electronics", "gaming", "fuel"]
     observed: dict[str, int] = {}
     latencies: list[float] = []
     with httpx.Client(base_url=summary.endpoint, timeout=30) as client:
         for _ in range(requests_per_stage):
-            body = {
-                "entity": {app.features.entity_keys[0]: rng.choice(accounts)},
-                "features": {"amount": round(rng.lognormvariate(3.5, 1.0), 2),
-                             "merchant_category": rng.choice(categories)},
-            }
             t0 = time.perf_counter()
-            resp = client.post("/predict", json=body)
+            resp = client.post("/predict", json=rng.choice(bodies))
             latencies.append((time.perf_counter() - t0) * 1000)
             if resp.status_code != 200:
                 raise InfraError(f"predict returned {resp.status_code}: {resp.text[:500]}")

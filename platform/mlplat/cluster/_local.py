@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ray.cluster_utils import Cluster
 
 RAY_TMP = "/tmp/ray"
+NODE_TMP = "/tmp/mlplat-ray"
 
 
 def pool_resource(pool: str) -> str:
@@ -156,9 +157,13 @@ def cluster_up(cfg: PlatformConfig, timeout_s: float = 120.0) -> ClusterState:
     # Recorded before the workers start, so a failure below can still be cleaned up.
     _state_file(cfg).write_text(json.dumps(asdict(state), indent=2))
     try:
-        for spec in specs[1:]:
+        for i, spec in enumerate(specs[1:], start=1):
+            # Each node gets its own temp dir, as separate hosts would: runtime-env agents
+            # sharing one runtime_resources folder delete each other's unpacked working dirs
+            # (a `ray job submit --working-dir .` job then loses its cwd mid-run).
+            temp_dir = f"{NODE_TMP}/node{i}-{spec.pool}"
             _run(cfg, [_ray_bin(), "start", f"--address={gcs}", "--node-ip-address=127.0.0.1",
-                       *_start_args(spec)])
+                       f"--temp-dir={temp_dir}", *_start_args(spec)])
         _wait_for_nodes(state.dashboard_url, len(specs), timeout_s)
     except BaseException:
         cluster_down(cfg)
@@ -199,16 +204,32 @@ def _wait_for_nodes(dashboard_url: str, expected: int, timeout_s: float) -> None
     )
 
 
-def _session_pids(session_dir: str) -> list[int]:
-    pids = []
+def _session_pids(session_dir: str, gcs_port: str | None = None) -> list[int]:
+    """PIDs of one Ray session: processes naming its folder, the client server bound to its
+    GCS port (its command line names only the address), and all their children (workers and
+    agents rename themselves to ``ray::…`` and name nothing)."""
+    roots: list[psutil.Process] = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if session_dir in cmd and proc.info["pid"] != os.getpid():
-            pids.append(proc.info["pid"])
-    return pids
+        if proc.info["pid"] == os.getpid():
+            continue
+        ours = os.path.basename(session_dir) in cmd or (
+            gcs_port is not None and "ray.util.client.server" in cmd
+            and f":{gcs_port} " in f"{cmd} "
+        )
+        if ours:
+            roots.append(proc)
+    pids = {p.pid for p in roots}
+    for proc in roots:
+        try:
+            pids.update(c.pid for c in proc.children(recursive=True))
+        except psutil.NoSuchProcess:
+            continue
+    pids.discard(os.getpid())
+    return sorted(pids)
 
 
 def cluster_down(cfg: PlatformConfig, timeout_s: float = 30.0) -> int:
@@ -221,7 +242,7 @@ def cluster_down(cfg: PlatformConfig, timeout_s: float = 30.0) -> int:
     if not path.exists():
         return 0
     state = ClusterState(**json.loads(path.read_text()))
-    pids = _session_pids(state.session_dir)
+    pids = _session_pids(state.session_dir, state.gcs_address.rsplit(":", 1)[-1])
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)

@@ -17,6 +17,7 @@ from mlplat.data._feast import apply_features as apply_features
 from mlplat.data._feast import feast_env as feast_env
 from mlplat.data._feast import feature_store as feature_store
 from mlplat.data._feast import materialize as materialize
+from mlplat.data._feast import raw_dir as raw_dir
 from mlplat.data._online import OnlineFeatureClient as OnlineFeatureClient
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "feast_env",
     "feature_store",
     "materialize",
+    "raw_dir",
     "read_manifest",
 ]
