@@ -12,12 +12,13 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -25,6 +26,9 @@ from rich.table import Table
 from mlplat.apps import AppConfig, load_app, load_app_module
 from mlplat.config import PlatformConfig
 from mlplat.errors import InfraError, UserError
+
+if TYPE_CHECKING:
+    from mlplat.contracts.v1 import DriftReport
 
 DEMO_ACTOR = "demo@mlplat"
 
@@ -102,7 +106,7 @@ def run_demo(
             raise InfraError("No local cluster is running; start it with `mlplat cluster up`.")
         dashboard_url = state.dashboard_url
         if not ray.is_initialized():
-            ray.init(address=state.gcs_address, namespace="mlplat", logging_level="ERROR",
+            ray.init(address=state.gcs_address, namespace="mlplat", logging_level=logging.ERROR,
                      log_to_driver=False)
 
     with timer.step("1. synthetic transactions"):
@@ -302,7 +306,8 @@ def _drift(cfg: PlatformConfig, app: AppConfig, version: str, summary: DemoSumma
     from mlplat.monitoring import get_drift_monitor
 
     monitor = get_drift_monitor(cfg)
-    report = ray.get(monitor.report.remote(app.name, version, min_rows=50), timeout=180)
+    report = cast("DriftReport", ray.get(monitor.report.remote(app.name, version, min_rows=50),
+                                         timeout=180))
     summary.drift = report.model_dump(mode="json")
     table = Table("feature", "method", "score", "drifted", title=f"drift {app.name} v{version}")
     for name, f in report.features.items():

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.table import Table
 
 from mlplat.cli._common import ConfigOption, JsonOption, config, console, print_json
+
+if TYPE_CHECKING:
+    from mlplat.contracts.v1 import DriftReport
+    from mlplat.governance import CostReport
 
 drift_app = typer.Typer(help="Drift of served traffic. Example: `mlplat drift report fraud 2`.",
                         no_args_is_help=True)
@@ -18,7 +24,7 @@ def _connect(cfg_path: Path | None):
 
     cfg = config(cfg_path)
     if not ray.is_initialized():
-        ray.init(address="auto", namespace="mlplat", logging_level="ERROR", log_to_driver=False)
+        ray.init(address="auto", namespace="mlplat", logging_level=logging.ERROR, log_to_driver=False)
     return cfg
 
 
@@ -35,7 +41,7 @@ def drift_report(
     from mlplat.monitoring import get_drift_monitor
 
     monitor = get_drift_monitor(_connect(config_path))
-    report = ray.get(monitor.report.remote(model, version))
+    report = cast("DriftReport", ray.get(monitor.report.remote(model, version)))
     if json_out:
         print_json(report.model_dump(mode="json"))
         return
@@ -54,7 +60,7 @@ def cost_report(config_path: Path | None = ConfigOption, json_out: bool = JsonOp
     from mlplat.governance import get_cost_meter
 
     meter = get_cost_meter(_connect(config_path))
-    report = ray.get(meter.report.remote())
+    report = cast("CostReport", ray.get(meter.report.remote()))
     if json_out:
         print_json(report.model_dump(mode="json"))
         return
