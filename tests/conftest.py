@@ -42,3 +42,8 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("MLPLAT_HOME", None)
     else:
         os.environ["MLPLAT_HOME"] = old
+
+
+# The one shared Ray cluster. Defined here, once: a fixture imported into two sub-conftests
+# would be two session fixtures, and the second would call ray.init again.
+from tests.ray_fixtures import ray_cluster, ray_dashboard_url  # noqa: E402, F401

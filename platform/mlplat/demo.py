@@ -116,8 +116,10 @@ def run_demo(
     with timer.step("3. point-in-time dataset (Ray job)"):
         _dataset(cfg, app, raw["transactions"], dashboard_url, summary, console)
     with timer.step("4. DDP training ×2 (Ray jobs)"):
-        v1 = _train(cfg, app, summary, dashboard_url, "demo-v1", {}, console)
-        v2 = _train(cfg, app, summary, dashboard_url, "demo-v2",
+        # Run names carry the dataset hash: a re-run on new data is a new run, not a resume.
+        tag = summary.dataset_sha256[:8]
+        v1 = _train(cfg, app, summary, dashboard_url, f"demo-{tag}-a", {}, console)
+        v2 = _train(cfg, app, summary, dashboard_url, f"demo-{tag}-b",
                     {"hidden_units": app.training.hidden_units * 2,
                      "learning_rate": app.training.learning_rate / 2}, console)
     with timer.step("5+6. gates, deploy, shadow → canary → production with live traffic"):
@@ -205,7 +207,7 @@ def _gates(cfg: PlatformConfig, app: AppConfig, version: str, summary: DemoSumma
 def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: DemoSummary,
              requests_per_stage: int, console: Console) -> None:
     from mlplat.contracts.v1 import TrafficSplit
-    from mlplat.deployment import deploy, router_stats, run_promotion
+    from mlplat.deployment import deploy, run_promotion
     from mlplat.experiment import set_alias
 
     if not _gates(cfg, app, v1, summary, console):
@@ -231,11 +233,25 @@ def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: Dem
                                "shadow": step.split.shadow, **counts})
         console.print(f"  {step.stage:<12} weights={dict(step.split.weights)} "
                       f"shadow={step.split.shadow} observed={counts['observed']}")
+        if step.split.shadow:
+            summary.shadow = _shadow_stats(cfg, app)
+            console.print(f"  shadow comparisons: {summary.shadow}")
 
     run_promotion(cfg, app, v1, v2, actor=DEMO_ACTOR, on_step=on_step)
     set_alias(cfg, app.name, "production", v2)
-    summary.shadow = router_stats(cfg, app).get("shadow", {})
     summary.serving_s = time.monotonic() - deployed_at
+
+
+def _shadow_stats(cfg: PlatformConfig, app: AppConfig, timeout_s: float = 10.0) -> dict[str, Any]:
+    """Shadow comparisons so far; they are recorded off the request path, so poll briefly."""
+    from mlplat.deployment import router_stats
+
+    deadline = time.monotonic() + timeout_s
+    stats: dict[str, Any] = router_stats(cfg, app).get("shadow", {})
+    while not stats.get("comparisons") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        stats = router_stats(cfg, app).get("shadow", {})
+    return stats
 
 
 def _drift_references(cfg: PlatformConfig, app: AppConfig, versions: list[str],

@@ -161,7 +161,7 @@ def cluster_up(cfg: PlatformConfig, timeout_s: float = 120.0) -> ClusterState:
             # Each node gets its own temp dir, as separate hosts would: runtime-env agents
             # sharing one runtime_resources folder delete each other's unpacked working dirs
             # (a `ray job submit --working-dir .` job then loses its cwd mid-run).
-            temp_dir = f"{NODE_TMP}/node{i}-{spec.pool}"
+            temp_dir = f"{NODE_TMP}/n{i}"  # short: Unix socket paths max out at 107 bytes
             _run(cfg, [_ray_bin(), "start", f"--address={gcs}", "--node-ip-address=127.0.0.1",
                        f"--temp-dir={temp_dir}", *_start_args(spec)])
         _wait_for_nodes(state.dashboard_url, len(specs), timeout_s)
@@ -299,8 +299,10 @@ def start_test_cluster(cfg: PlatformConfig) -> Cluster:
             "dashboard_port": _free_port(),
         },
     )
-    for spec in specs[1:]:
+    for i, spec in enumerate(specs[1:], start=1):
         cluster.add_node(
+            # One temp dir per node, as in cluster_up (see there for why).
+            temp_dir=f"{NODE_TMP}/t{os.getpid()}n{i}",
             num_cpus=spec.num_cpus,
             num_gpus=0,
             resources=spec.resources,
