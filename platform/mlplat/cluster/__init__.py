@@ -5,6 +5,10 @@ pool node), each node carrying its pool as a node label and a ``pool:<name>`` cu
 Tests build the same shape in-process with ``ray.cluster_utils.Cluster``.
 """
 
+from mlplat.cluster._actors import PLATFORM_NAMESPACE as PLATFORM_NAMESPACE
+from mlplat.cluster._actors import PLATFORM_POOL as PLATFORM_POOL
+from mlplat.cluster._actors import node_info as node_info
+from mlplat.cluster._actors import platform_actor as platform_actor
 from mlplat.cluster._local import ClusterState as ClusterState
 from mlplat.cluster._local import NodeSpec as NodeSpec
 from mlplat.cluster._local import cluster_down as cluster_down
@@ -16,12 +20,16 @@ from mlplat.cluster._local import pool_selector as pool_selector
 from mlplat.cluster._local import start_test_cluster as start_test_cluster
 
 __all__ = [
+    "PLATFORM_NAMESPACE",
+    "PLATFORM_POOL",
     "ClusterState",
     "NodeSpec",
     "cluster_down",
     "cluster_status",
     "cluster_up",
+    "node_info",
     "node_specs",
+    "platform_actor",
     "pool_resource",
     "pool_selector",
     "start_test_cluster",

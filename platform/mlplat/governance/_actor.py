@@ -7,9 +7,9 @@ cluster's job list (best effort) so `mlplat cost report` includes every submitte
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from mlplat.cluster import pool_selector
+from mlplat.cluster import PLATFORM_NAMESPACE, node_info, platform_actor
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import CostRecord
 from mlplat.errors import InfraError
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
 COST_METER_NAME = "mlplat-cost-meter"
-NAMESPACE = "mlplat"
+NAMESPACE = PLATFORM_NAMESPACE
 
 
 class CostMeterActor:
@@ -39,11 +39,7 @@ class CostMeterActor:
 
     def ping(self) -> dict[str, str]:
         """Liveness plus where the actor runs (its node and that node's pool label)."""
-        import ray
-
-        ctx = ray.get_runtime_context()
-        labels = ctx.get_node_labels()
-        return {"status": "ok", "node_id": ctx.get_node_id(), "pool": str(labels.get("pool", ""))}
+        return node_info()
 
     def record_usage(self, team: str, model: str, kind: UsageKind, pool: str, cpus: float,
                      seconds: float, source: str) -> CostRecord:
@@ -110,24 +106,6 @@ def get_cost_meter(
         >>> ray.get(meter.report.remote()).by_team["risk"]
         0.000189375
     """
-    import ray  # imported here so `import mlplat.<plane>` stays cheap (CLI, unit tests)
-
-    if not ray.is_initialized():
-        raise InfraError(
-            "Not connected to Ray: call ray.init(address='auto', namespace='mlplat') (or run "
-            "inside a Ray job) before get_cost_meter(); start a cluster with `mlplat cluster up`."
-        )
     from mlplat.jobs import dashboard_url as default_dashboard_url
 
-    cfg.pool("cpu")
-    actor_cls = ray.remote(CostMeterActor)
-    handle = actor_cls.options(  # type: ignore[attr-defined]
-        name=name,
-        namespace=NAMESPACE,
-        get_if_exists=True,
-        lifetime="detached",
-        max_restarts=-1,
-        num_cpus=0,
-        label_selector=pool_selector("cpu"),
-    ).remote(cfg, dashboard_url or default_dashboard_url(cfg))
-    return cast("ActorHandle", handle)
+    return platform_actor(cfg, CostMeterActor, name, cfg, dashboard_url or default_dashboard_url(cfg))

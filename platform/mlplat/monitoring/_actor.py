@@ -7,19 +7,18 @@ endpoint (and so Prometheus) scrapes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from mlplat.cluster import pool_selector
+from mlplat.cluster import PLATFORM_NAMESPACE, node_info, platform_actor
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import DriftReport
-from mlplat.errors import InfraError
 from mlplat.monitoring._drift import DEFAULT_MIN_ROWS, DriftMonitor, DriftMonitorStats
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
 DRIFT_MONITOR_NAME = "mlplat-drift-monitor"
-NAMESPACE = "mlplat"
+NAMESPACE = PLATFORM_NAMESPACE
 _MAX_CONCURRENCY = 4
 """Threads in the actor: record() calls keep being served while a report computes."""
 
@@ -68,11 +67,7 @@ class DriftMonitorActor:
 
     def ping(self) -> dict[str, str]:
         """Liveness plus where the actor runs (its node and that node's pool label)."""
-        import ray
-
-        ctx = ray.get_runtime_context()
-        labels = ctx.get_node_labels()
-        return {"status": "ok", "node_id": ctx.get_node_id(), "pool": str(labels.get("pool", ""))}
+        return node_info()
 
     def set_reference(
         self, model: str, version: str | int, rows: list[dict[str, Any]],
@@ -136,23 +131,4 @@ def get_drift_monitor(
         >>> ray.get(mon.report.remote("fraud", "2")).dataset_drift
         False
     """
-    import ray  # imported here so `import mlplat.<plane>` stays cheap (CLI, unit tests)
-
-    if not ray.is_initialized():
-        raise InfraError(
-            "Not connected to Ray: call ray.init(address='auto', namespace='mlplat') (or run "
-            "inside a Ray job) before get_drift_monitor(); start a cluster with `mlplat cluster up`."
-        )
-    cfg.pool("cpu")  # platform.yaml always defines it; fail with the config's message if not
-    actor_cls = ray.remote(DriftMonitorActor)
-    handle = actor_cls.options(  # type: ignore[attr-defined]
-        name=name,
-        namespace=NAMESPACE,
-        get_if_exists=True,
-        lifetime="detached",
-        max_restarts=-1,
-        max_concurrency=_MAX_CONCURRENCY,
-        num_cpus=0,
-        label_selector=pool_selector("cpu"),
-    ).remote(max_buffer_rows)
-    return cast("ActorHandle", handle)
+    return platform_actor(cfg, DriftMonitorActor, name, max_buffer_rows, max_concurrency=_MAX_CONCURRENCY)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from mlplat.cluster._local import pool_selector
+from mlplat.config import PlatformConfig, PoolName
+from mlplat.errors import InfraError
+
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
+
+PLATFORM_NAMESPACE = "mlplat"
+"""Ray namespace of the platform's own named actors (drift monitor, cost meter, …)."""
+PLATFORM_POOL: PoolName = "cpu"
+"""Pool the platform's own actors run on: never the training or serving capacity."""
+
+
+def node_info() -> dict[str, str]:
+    """Liveness plus where the calling actor runs: its node id and that node's pool label."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    labels = ctx.get_node_labels()
+    return {"status": "ok", "node_id": ctx.get_node_id(), "pool": str(labels.get("pool", ""))}
+
+
+def platform_actor(cfg: PlatformConfig, cls: type, name: str, *args: Any,
+                   **options: Any) -> ActorHandle:
+    """Get the named platform actor, creating it if it does not exist.
+
+    Detached (outlives the driver), restarted by Ray on failure (``max_restarts=-1``), 0 CPU and
+    placed on the platform pool by label. State that must survive a restart belongs in a store.
+
+    Raises:
+        InfraError: this process is not connected to a Ray cluster.
+
+    Example:
+        >>> handle = platform_actor(cfg, DriftMonitorActor, "mlplat-drift-monitor", 10_000)
+    """
+    import ray  # here so that importing a plane stays cheap (CLI, unit tests)
+
+    if not ray.is_initialized():
+        raise InfraError(
+            f"Not connected to Ray: call ray.init(address='auto', namespace='{PLATFORM_NAMESPACE}') "
+            f"(or run inside a Ray job) before asking for '{name}'; start a cluster with "
+            "`mlplat cluster up`."
+        )
+    cfg.pool(PLATFORM_POOL)
+    handle: Any = ray.remote(cls).options(  # type: ignore[attr-defined]
+        name=name,
+        namespace=PLATFORM_NAMESPACE,
+        get_if_exists=True,
+        lifetime="detached",
+        max_restarts=-1,
+        num_cpus=0,
+        label_selector=pool_selector(PLATFORM_POOL),
+        **options,
+    ).remote(*args)
+    return cast("ActorHandle", handle)
