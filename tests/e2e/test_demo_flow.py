@@ -132,3 +132,29 @@ def test_demo_prints_where_to_look(demo) -> None:
     for needle in ["Ray dashboard:", "Serve endpoint: POST", "/v1/models/fraud/predict", "mlflow ui",
                    "mlplat demo summary"]:
         assert needle in printed
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_bad_predict_bodies_are_4xx_naming_the_field(demo) -> None:
+    import httpx
+
+    _, summary, _ = demo
+    good = {"entity": {"account_id": 1}, "features": {"amount": 12.5, "merchant_category": "fuel"}}
+    cases = [
+        ({"entity": {"account_id": 1}, "features": {"merchant_category": "fuel"}}, "features.amount"),
+        ({"entity": {}, "features": good["features"]}, "entity"),
+        ({**good, "features": {**good["features"], "amount": "lots"}}, "features.amount"),
+        ({**good, "colour": "red"}, "colour"),
+    ]
+    with httpx.Client(base_url=summary.endpoint, timeout=30) as client:
+        for body, field in cases:
+            resp = client.post("/predict", json=body)
+            assert 400 <= resp.status_code < 500, (body, resp.status_code, resp.text)
+            assert field in resp.json()["field"], (body, resp.json())
+        resp = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+        assert 400 <= resp.status_code < 500
+        # An account the online store has never seen is still answered, with the gap named.
+        resp = client.post("/predict", json={**good, "entity": {"account_id": 987654321}})
+        assert resp.status_code == 200
+        assert "credit_limit" in resp.json()["features_missing"]

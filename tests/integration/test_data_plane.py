@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,14 +30,21 @@ NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture(scope="module")
-def fraud(session_home: Path) -> dict:
+def fraud(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    # A storage root of its own: the e2e demo shares the session root, and its Feast registry,
+    # online store and raw files must not meet this module's.
+    home = tmp_path_factory.mktemp("data-plane-home")
+    os.environ["MLPLAT_HOME"] = str(home)
     spec = importlib.util.spec_from_file_location("fraud_datagen", REPO / "apps/fraud/datagen.py")
     assert spec and spec.loader
     datagen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(datagen)
-    paths = datagen.generate(session_home / "raw" / "fraud", n_accounts=60, days=3, end=NOW)
+    paths = datagen.generate(home / "raw" / "fraud", n_accounts=60, days=3, end=NOW)
     cfg = load_config(REPO / "platform.yaml")
-    return {"cfg": cfg, "app": load_app("fraud", cfg), "paths": paths, "home": session_home}
+    try:
+        yield {"cfg": cfg, "app": load_app("fraud", cfg), "paths": paths, "home": home}
+    finally:
+        os.environ["MLPLAT_HOME"] = str(session_home)
 
 
 def test_build_dataset_is_point_in_time_correct_and_partition_independent(
