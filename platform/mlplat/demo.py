@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,22 +53,13 @@ class DemoSummary:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-class _Timer:
-    def __init__(self, summary: DemoSummary, console: Console) -> None:
-        self.summary, self.console = summary, console
-
-    def step(self, name: str):
-        timer = self
-
-        class _Step:
-            def __enter__(self) -> None:
-                self.t0 = time.perf_counter()
-                timer.console.rule(f"[bold]{name}")
-
-            def __exit__(self, *exc: object) -> None:
-                timer.summary.timings_s[name] = round(time.perf_counter() - self.t0, 2)
-
-        return _Step()
+@contextmanager
+def _step(summary: DemoSummary, console: Console, name: str) -> Iterator[None]:
+    """Print a heading for one demo step and record how long it took."""
+    console.rule(f"[bold]{name}")
+    t0 = time.perf_counter()
+    yield
+    summary.timings_s[name] = round(time.perf_counter() - t0, 2)
 
 
 def run_demo(
@@ -96,7 +89,6 @@ def run_demo(
 
     console = console or Console()
     summary = DemoSummary()
-    timer = _Timer(summary, console)
     app = load_app(app_name, cfg)
     if dashboard_url is None:
         from mlplat.cluster import cluster_status
@@ -109,25 +101,25 @@ def run_demo(
             ray.init(address=state.gcs_address, namespace="mlplat", logging_level=logging.ERROR,
                      log_to_driver=False)
 
-    with timer.step("1. synthetic transactions"):
+    with _step(summary, console, "1. synthetic transactions"):
         raw = _generate(cfg, app, n_accounts, days, console)
-    with timer.step("2. Feast apply + materialize"):
+    with _step(summary, console, "2. Feast apply + materialize"):
         _features(cfg, app, console)
-    with timer.step("3. point-in-time dataset (Ray job)"):
+    with _step(summary, console, "3. point-in-time dataset (Ray job)"):
         _dataset(cfg, app, raw["transactions"], dashboard_url, summary, console)
-    with timer.step("4. DDP training ×2 (Ray jobs)"):
+    with _step(summary, console, "4. DDP training ×2 (Ray jobs)"):
         # Run names carry the dataset hash: a re-run on new data is a new run, not a resume.
         tag = summary.dataset_sha256[:8]
         v1 = _train(cfg, app, summary, dashboard_url, f"demo-{tag}-a", {}, console)
         v2 = _train(cfg, app, summary, dashboard_url, f"demo-{tag}-b",
                     {"hidden_units": app.training.hidden_units * 2,
                      "learning_rate": app.training.learning_rate / 2}, console)
-    with timer.step("5+6. gates, deploy, shadow → canary → production with live traffic"):
+    with _step(summary, console, "5+6. gates, deploy, shadow → canary → production with live traffic"):
         _rollout(cfg, app, v1, v2, summary, requests_per_stage, console)
-    with timer.step("7. drift and cost"):
+    with _step(summary, console, "7. drift and cost"):
         _drift(cfg, app, v2, summary, console)
         _cost(cfg, app, dashboard_url, summary, console)
-    with timer.step("8. audit chain"):
+    with _step(summary, console, "8. audit chain"):
         _audit(cfg, summary, console)
     _print_summary(cfg, app, summary, dashboard_url, console)
     return summary
@@ -166,7 +158,7 @@ def _dataset(cfg: PlatformConfig, app: AppConfig, labels: Path, dashboard_url: s
     if not job.ok:
         raise InfraError(f"build_dataset job {job.job_id} {job.status}:\n{job.logs[-3000:]}")
     manifest = read_manifest(job.result["manifest"])
-    summary.dataset_dir = str(Path(manifest.path).parent) if manifest.path.endswith("data") else manifest.path
+    summary.dataset_dir = str(Path(manifest.path).parent)  # manifest.path is the data/ folder
     summary.dataset_rows = manifest.row_count
     summary.dataset_sha256 = manifest.content_sha256
     console.print(f"job {job.job_id}: {manifest.row_count} rows, sha256 {manifest.content_sha256[:16]}…")
