@@ -6,6 +6,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlplat-installed
 PYTEST_ARGS ?=
+# Real services the tests start on loopback (never mocked): Redis (online store), PostgreSQL
+# (MLflow backend, audit log), Prometheus and Alertmanager (alerts).
+DEB_PACKAGES := redis-server postgresql prometheus prometheus-alertmanager
+DEB_STAMP    := $(VENV)/.mlplat-debs
 
 .PHONY: install demo test test-unit test-integration bench lint typecheck cluster-up cluster-down clean
 
@@ -19,7 +23,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+# Debian packages: installed once per machine (needs root or sudo); skipped when already present.
+$(DEB_STAMP): | $(BIN)/python
+	@missing=""; \
+	for b in redis-server prometheus prometheus-alertmanager; do command -v $$b >/dev/null || missing=1; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing=1; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing Debian packages: $(DEB_PACKAGES)"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
+	fi
+	touch $@
+
+install: $(STAMP) $(DEB_STAMP)
 
 demo: install
 	$(BIN)/mlplat cluster up

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import Service, start_postgres, start_redis
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,6 +44,23 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("MLPLAT_HOME", None)
     else:
         os.environ["MLPLAT_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A real redis-server on a free loopback port."""
+    svc = start_redis(tmp_path_factory.mktemp("redis"))
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A real PostgreSQL on a free loopback port; `url` is postgresql://postgres@127.0.0.1:PORT
+    (append `/mlplat`, or create your own database)."""
+    svc = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield svc
+    svc.stop()
 
 
 # The one shared Ray cluster. Defined here, once: a fixture imported into two sub-conftests

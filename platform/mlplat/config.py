@@ -47,6 +47,7 @@ class Team(StrictModel):
     owners: list[str] = Field(min_length=1, description="People accountable for the team's models.")
     cost_center: str = Field(description="Where the team's spend is booked.")
     quotas: dict[PoolName, PoolQuota] = Field(description="Per-pool quotas.")
+    budget_usd_per_week: float = Field(gt=0, description="Spend above this raises a cost alert.")
 
 
 class LocalEmulation(StrictModel):
@@ -178,6 +179,13 @@ AuditStore = Annotated[SqliteAudit | PostgresAudit, Field(discriminator="type")]
 class PromotionTiming(StrictModel):
     shadow_min_s: float = Field(ge=0, description="Mandatory minimum time in shadow.")
     canary_step_s: float = Field(ge=0, description="Time spent at each canary weight.")
+    evaluation_window_s: float = Field(gt=0, description="Live-SLO window for gates and rollback.")
+
+
+class MonitoringTiming(StrictModel):
+    drift_window_s: float = Field(gt=0, description="Tumbling window of served traffic per drift report.")
+    retrain_cooldown_s: float = Field(ge=0, description="One drift episode → at most one retrain job.")
+    cost_sample_s: float = Field(gt=0, description="How often the cost meter samples Ray's state API.")
 
 
 class Profile(StrictModel):
@@ -186,6 +194,7 @@ class Profile(StrictModel):
     tracking: Tracking
     audit: AuditStore
     promotion_timing: PromotionTiming
+    monitoring_timing: MonitoringTiming
 
 
 # --------------------------------------------------------------------------- promotion policy
@@ -205,6 +214,41 @@ class PromotionPolicy(StrictModel):
         return v
 
 
+class MonitoringPolicy(StrictModel):
+    sample_rate: float = Field(gt=0, le=1, description="Share of served requests sent to the drift monitor.")
+    drift_share_warning: float = Field(gt=0, le=1, description="Share of drifted features → warning.")
+    drift_share_critical: float = Field(gt=0, le=1, description="Share of drifted features → critical (retrain).")
+    psi_threshold: float = Field(gt=0, description="A numeric feature drifts when PSI exceeds this.")
+    p_value: float = Field(gt=0, lt=1, description="KS / chi-square drift test significance.")
+
+
+class DataPolicy(StrictModel):
+    feature_retention_days: int = Field(gt=0, description="Offline feature data kept at least this long.")
+
+
+class PriorityClass(StrictModel):
+    value: int = Field(description="Kubernetes PriorityClass value; higher runs first.")
+    preempts: bool = Field(description="May this class preempt lower ones?")
+    description: str
+
+
+class Scheduling(StrictModel):
+    priority_classes: dict[str, PriorityClass] = Field(min_length=1)
+    default_priority: str
+
+
+class Security(StrictModel):
+    """Names of the environment variables holding secrets — never the secrets themselves.
+
+    In the local profile a missing secret is generated once into ``<root>/secrets/`` (mode 0600);
+    in any other profile it must be set (see mlplat.secrets).
+    """
+
+    admin_token_env: str = Field(description="Bearer token for admin HTTP routes.")
+    webhook_secret_env: str = Field(description="HMAC secret of the MLflow registry webhook.")
+    audit_signing_key_env: str = Field(description="HMAC key signing audit-log head checkpoints.")
+
+
 # --------------------------------------------------------------------------- the whole file
 
 
@@ -216,6 +260,10 @@ class PlatformConfig(StrictModel):
     slos: SLOs
     profiles: dict[str, Profile] = Field(min_length=1)
     promotion: PromotionPolicy
+    monitoring: MonitoringPolicy
+    data: DataPolicy
+    scheduling: Scheduling
+    security: Security
     local_cluster: LocalCluster
     source_path: Path | None = Field(None, exclude=True, description="Where it was loaded from.")
 
@@ -224,6 +272,11 @@ class PlatformConfig(StrictModel):
         missing_pools = {"training-spot", "serving-ondemand", "cpu"} - set(self.pools)
         if missing_pools:
             raise ValueError(f"pools must define {sorted(missing_pools)}")
+        if self.scheduling.default_priority not in self.scheduling.priority_classes:
+            raise ValueError(
+                f"scheduling.default_priority '{self.scheduling.default_priority}' is not one of "
+                f"scheduling.priority_classes {sorted(self.scheduling.priority_classes)}"
+            )
         if self.profile not in self.profiles:
             raise ValueError(
                 f"profile '{self.profile}' is not defined under profiles "
