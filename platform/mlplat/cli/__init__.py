@@ -6,7 +6,19 @@ import sys
 
 import typer
 
-from mlplat.cli import _audit, _cluster, _config, _demo, _jobs, _monitoring
+from mlplat.cli import (
+    _audit,
+    _catalog,
+    _cluster,
+    _config,
+    _data,
+    _demo,
+    _deploy,
+    _jobs,
+    _lineage,
+    _models,
+    _monitoring,
+)
 from mlplat.errors import MlplatError
 
 app = typer.Typer(
@@ -21,6 +33,13 @@ app.add_typer(_jobs.app, name="jobs")
 app.add_typer(_audit.app, name="audit")
 app.add_typer(_monitoring.drift_app, name="drift")
 app.add_typer(_monitoring.cost_app, name="cost")
+app.add_typer(_catalog.catalog_app, name="catalog")
+app.add_typer(_lineage.lineage_app, name="lineage")
+app.add_typer(_models.models_app, name="models")
+app.add_typer(_deploy.deploy_app, name="deploy")
+app.add_typer(_data.data_app, name="data")
+app.add_typer(_data.features_app, name="features")
+app.command("rollback")(_deploy.rollback)
 app.command("demo")(_demo.demo)
 
 
