@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -43,6 +44,15 @@ class ServingConfig(StrictModel):
     gate_min: float
     threshold: float = Field(0.5, ge=0, le=1, description="Score at or above which label = 1.")
     drift_sample_rate: float = Field(1.0, ge=0, le=1)
+    placement: Literal["in_process", "deployments"] = Field(
+        "in_process",
+        description="Where versions run: inside the router replica (CPU models) or one Serve "
+        "deployment per version behind handles (GPU / large models).",
+    )
+    version_num_cpus: float = Field(
+        0.25, gt=0, description="CPUs of a version deployment (the shadow, or every version "
+        "with placement: deployments).",
+    )
 
 
 class AppConfig(StrictModel):

@@ -165,12 +165,18 @@ Tracking = Annotated[SqliteTracking | MlflowServerTracking, Field(discriminator=
 class SqliteAudit(StrictModel):
     type: Literal["sqlite"]
     path: str = Field(description="SQLite file, relative to the profile root.")
+    checkpoint_every: int = Field(
+        1000, ge=1, description="Write a signed checkpoint of the head every this many records."
+    )
 
 
 class PostgresAudit(StrictModel):
     type: Literal["postgres"]
     dsn: str = Field(description="libpq DSN without password.")
     password_env: str = Field(description="Environment variable holding the password.")
+    checkpoint_every: int = Field(
+        1000, ge=1, description="Write a signed checkpoint of the head every this many records."
+    )
 
 
 AuditStore = Annotated[SqliteAudit | PostgresAudit, Field(discriminator="type")]
@@ -220,10 +226,31 @@ class MonitoringPolicy(StrictModel):
     drift_share_critical: float = Field(gt=0, le=1, description="Share of drifted features → critical (retrain).")
     psi_threshold: float = Field(gt=0, description="A numeric feature drifts when PSI exceeds this.")
     p_value: float = Field(gt=0, lt=1, description="KS / chi-square drift test significance.")
+    distance_threshold: float = Field(
+        0.1, gt=0, description="Wasserstein (normed) / Jensen-Shannon distance at which a feature drifts."
+    )
+    drift_metrics_port: int = Field(
+        9464, ge=0, lt=65536, description="Prometheus /metrics port of the drift monitor (0 = off)."
+    )
+    cost_metrics_port: int = Field(
+        9465, ge=0, lt=65536, description="Prometheus /metrics port of the cost meter (0 = off)."
+    )
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager base URL for direct alerts; $MLPLAT_ALERTMANAGER_URL overrides."
+    )
+    decision_threshold: float = Field(
+        0.5, ge=0, le=1, description="Score at or above which a prediction is acted on (KPI)."
+    )
+    review_cost_usd: float = Field(
+        0, ge=0, description="Cost of one manual review of a legitimate case (false-positive KPI)."
+    )
 
 
 class DataPolicy(StrictModel):
     feature_retention_days: int = Field(gt=0, description="Offline feature data kept at least this long.")
+    feature_log_sample_rate: float = Field(
+        0.1, ge=0, le=1, description="Share of served feature vectors logged for skew detection."
+    )
 
 
 class PriorityClass(StrictModel):

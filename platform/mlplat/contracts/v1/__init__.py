@@ -13,10 +13,12 @@ from mlplat.contracts.v1._deployment import TrafficSplit as TrafficSplit
 from mlplat.contracts.v1._governance import AuditEvent as AuditEvent
 from mlplat.contracts.v1._governance import CostRecord as CostRecord
 from mlplat.contracts.v1._governance import ModelCard as ModelCard
+from mlplat.contracts.v1._model import FeatureAttribution as FeatureAttribution
 from mlplat.contracts.v1._model import ModelVersionRef as ModelVersionRef
 from mlplat.contracts.v1._model import PredictRequest as PredictRequest
 from mlplat.contracts.v1._model import PredictResponse as PredictResponse
 from mlplat.contracts.v1._model import Preprocessor as Preprocessor
+from mlplat.contracts.v1._model import SliceMetrics as SliceMetrics
 from mlplat.contracts.v1._monitoring import DriftReport as DriftReport
 from mlplat.contracts.v1._monitoring import FeatureDrift as FeatureDrift
 
@@ -25,6 +27,7 @@ __all__ = [
     "CostRecord",
     "DatasetManifest",
     "DriftReport",
+    "FeatureAttribution",
     "FeatureDrift",
     "FeatureSpec",
     "FeatureViewRef",
@@ -35,5 +38,6 @@ __all__ = [
     "PredictResponse",
     "Preprocessor",
     "PromotionRequest",
+    "SliceMetrics",
     "TrafficSplit",
 ]

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from mlplat.contracts.v1._base import Contract
 from mlplat.contracts.v1._data import FeatureSpec
+from mlplat.contracts.v1._model import FeatureAttribution, SliceMetrics
 
 
 class ModelCard(Contract):
@@ -23,6 +24,17 @@ class ModelCard(Contract):
     metrics: dict[str, float]
     feature_spec: FeatureSpec
     created_at: datetime
+    evaluation_dataset_sha256: str = Field(
+        default="", description="SHA-256 of the evaluation rows ('' on cards from before v1.1)."
+    )
+    fairness: list[SliceMetrics] = Field(
+        default_factory=list, description="Metrics per slice of each categorical feature."
+    )
+    shap_summary: list[FeatureAttribution] = Field(
+        default_factory=list, description="Mean |SHAP| per feature, largest first."
+    )
+    revision: int = Field(default=1, ge=1, description="1 at registration; each edit adds a revision.")
+    previous_sha256: str = Field(default="", description="Hash of the revision this one replaces.")
 
 
 class CostRecord(Contract):

@@ -75,3 +75,26 @@ class PredictResponse(Contract):
     label: int
     request_id: str
     features_missing: list[str] = Field(default_factory=list)
+
+
+class SliceMetrics(Contract):
+    """Evaluation metrics on one slice of the evaluation set (rows where ``feature == value``).
+
+    Part of a ``ModelCard``'s fairness section: a model that is good on average but poor for
+    one country or merchant category shows it here.
+    """
+
+    feature: str
+    value: str
+    rows: int = Field(ge=0)
+    positives: int = Field(ge=0)
+    auc: float | None = Field(None, description="None when the slice holds a single class.")
+    fpr: float | None = Field(None, description="False-positive rate at threshold 0.5.")
+    tpr: float | None = Field(None, description="True-positive rate (recall) at threshold 0.5.")
+
+
+class FeatureAttribution(Contract):
+    """Mean |SHAP value| of one model input feature (one-hot columns summed per feature)."""
+
+    feature: str
+    mean_abs_shap: float = Field(ge=0)

@@ -11,6 +11,9 @@ class FeatureDrift(Contract):
     score: float = Field(description="The test's drift score (p-value or distance, see method).")
     method: str
     drifted: bool
+    psi: float | None = Field(
+        default=None, description="Population stability index (numeric features), for reference."
+    )
 
 
 class DriftReport(Contract):
@@ -23,3 +26,12 @@ class DriftReport(Contract):
     features: dict[str, FeatureDrift]
     share_drifted: float = Field(ge=0, le=1)
     dataset_drift: bool
+    severity: str = Field(
+        default="none", description="none / warning / critical, from monitoring.drift_share_*."
+    )
+    prediction_drift: FeatureDrift | None = Field(
+        default=None, description="Drift of the model's scores vs the reference scores."
+    )
+    evidently_report: str | None = Field(
+        default=None, description="Where the full Evidently report (.html and .json) is written."
+    )
