@@ -59,3 +59,49 @@ def status(config_path: Path | None = ConfigOption, json_out: bool = JsonOption)
     else:
         console.print(f"running: {state.gcs_address}, dashboard {state.dashboard_url}, "
                       f"{len(state.nodes)} nodes")
+
+
+_OutOption = typer.Option(
+    None, "--out", help="Folder for the KubeRay manifests (default: cluster/ next to platform.yaml).")
+_TfvarsOption = typer.Option(
+    None, "--tfvars", help="Terraform variables file (default: "
+    "terraform/environments/prod/platform.auto.tfvars.json next to platform.yaml).")
+_ProfileOption = typer.Option("prod", "--profile", help="platform.yaml profile the pods run with.")
+_ImageOption = typer.Option("rayproject/ray", "--image",
+                            help="Image repository; tags follow pyproject's Ray pin.")
+_CheckOption = typer.Option(False, "--check", help="Write nothing; exit 1 if the files are stale.")
+
+
+@app.command("render")
+def render(
+    config_path: Path | None = ConfigOption,
+    out: Path | None = _OutOption,
+    tfvars: Path | None = _TfvarsOption,
+    profile: str = _ProfileOption,
+    image: str = _ImageOption,
+    check: bool = _CheckOption,
+) -> None:
+    """Generate cluster/ (KubeRay, namespaces, quotas, priorities) and the Terraform tfvars.
+
+    Example: `mlplat cluster render` after editing platform.yaml, an app.yaml or jobs/;
+    `mlplat cluster render --check` in CI.
+    """
+    from mlplat.cluster import render_all, stale_files, write_rendered
+
+    cfg = config(config_path)
+    out = out or cfg.base_dir / "cluster"
+    tfvars = tfvars or cfg.base_dir / "terraform/environments/prod/platform.auto.tfvars.json"
+    rendered = render_all(cfg, profile=profile, image_repository=image)
+    if check:
+        stale = stale_files(rendered, out, tfvars)
+        for path in stale:
+            console.print(f"stale: {path}")
+        if stale:
+            console.print("run `mlplat cluster render` and commit the result")
+            raise typer.Exit(1)
+        console.print("cluster/ and tfvars are up to date")
+        return
+    changed = write_rendered(rendered, out, tfvars)
+    console.print(f"{len(rendered.cluster) + 1} files rendered, {len(changed)} changed")
+    for path in changed:
+        console.print(f"  {path}")

@@ -3,12 +3,19 @@
 ``mlplat cluster up`` starts a real cluster with ``ray start`` (head + one Ray node per emulated
 pool node), each node carrying its pool as a node label and a ``pool:<name>`` custom resource.
 Tests build the same shape in-process with ``ray.cluster_utils.Cluster``.
+``mlplat cluster render`` derives the production KubeRay manifests and Terraform variables from
+the same platform.yaml (``render_all``).
 """
 
 from mlplat.cluster._actors import PLATFORM_NAMESPACE as PLATFORM_NAMESPACE
 from mlplat.cluster._actors import PLATFORM_POOL as PLATFORM_POOL
 from mlplat.cluster._actors import node_info as node_info
 from mlplat.cluster._actors import platform_actor as platform_actor
+from mlplat.cluster._kuberay import NODE_GROUPS as NODE_GROUPS
+from mlplat.cluster._kuberay import node_labels as node_labels
+from mlplat.cluster._kuberay import parse_taint as parse_taint
+from mlplat.cluster._kuberay import ray_pin as ray_pin
+from mlplat.cluster._kuberay import team_namespace as team_namespace
 from mlplat.cluster._local import ClusterState as ClusterState
 from mlplat.cluster._local import NodeSpec as NodeSpec
 from mlplat.cluster._local import cluster_down as cluster_down
@@ -18,19 +25,36 @@ from mlplat.cluster._local import node_specs as node_specs
 from mlplat.cluster._local import pool_resource as pool_resource
 from mlplat.cluster._local import pool_selector as pool_selector
 from mlplat.cluster._local import start_test_cluster as start_test_cluster
+from mlplat.cluster._render import GENERATED as GENERATED
+from mlplat.cluster._render import Rendered as Rendered
+from mlplat.cluster._render import render_all as render_all
+from mlplat.cluster._render import stale_files as stale_files
+from mlplat.cluster._render import team_quota as team_quota
+from mlplat.cluster._render import write_rendered as write_rendered
 
 __all__ = [
+    "GENERATED",
+    "NODE_GROUPS",
     "PLATFORM_NAMESPACE",
     "PLATFORM_POOL",
     "ClusterState",
     "NodeSpec",
+    "Rendered",
     "cluster_down",
     "cluster_status",
     "cluster_up",
     "node_info",
+    "node_labels",
     "node_specs",
+    "parse_taint",
     "platform_actor",
     "pool_resource",
     "pool_selector",
+    "ray_pin",
+    "render_all",
+    "stale_files",
     "start_test_cluster",
+    "team_namespace",
+    "team_quota",
+    "write_rendered",
 ]
