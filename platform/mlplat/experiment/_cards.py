@@ -1,7 +1,8 @@
 """Model cards: canonical JSON and its SHA-256, the card's identity in the registry.
 
-The card file is an artifact of the version; its hash is a version tag. Anyone holding the
-version can re-hash the artifact and compare, so an edited card is detected.
+The card is stored in the registry itself (``_card_store``: the version's tags, one
+content-addressed revision per edit); its hash is the version's ``card_sha256`` tag. Anyone
+holding the version can re-hash the card and compare, so an edited card is detected.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from datetime import datetime
 
 from mlplat.apps import AppConfig
-from mlplat.contracts.v1 import FeatureSpec, ModelCard
+from mlplat.contracts.v1 import FeatureAttribution, FeatureSpec, ModelCard, SliceMetrics
 
 
 def canonical_card_json(card: ModelCard) -> str:
@@ -44,6 +45,9 @@ def build_card(
     metrics: dict[str, float],
     feature_spec: FeatureSpec,
     created_at: datetime,
+    evaluation_dataset_sha256: str = "",
+    fairness: list[SliceMetrics] | None = None,
+    shap_summary: list[FeatureAttribution] | None = None,
 ) -> ModelCard:
     """The card for one registered version, its prose taken from the app's app.yaml.
 
@@ -64,4 +68,7 @@ def build_card(
         metrics={k: float(v) for k, v in metrics.items()},
         feature_spec=feature_spec,
         created_at=created_at,
+        evaluation_dataset_sha256=evaluation_dataset_sha256 or dataset_sha256,
+        fairness=list(fairness or []),
+        shap_summary=list(shap_summary or []),
     )

@@ -17,20 +17,20 @@ from typing import Any
 
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import FeatureSpec, ModelCard, Preprocessor
-from mlplat.errors import InfraError, MlplatError, NotFoundError, UserError, did_you_mean
+from mlplat.errors import InfraError, NotFoundError, UserError, did_you_mean
+from mlplat.experiment._card_store import (
+    CARD_SHA_TAG,
+    CardIntegrityError,
+    has_registry_card,
+    read_revisions,
+)
 from mlplat.experiment._cards import card_sha256
-from mlplat.experiment._logging import CARD_FILE, CARD_SHA_TAG, FEATURE_SPEC_FILE
+from mlplat.experiment._logging import CARD_FILE, FEATURE_SPEC_FILE
 from mlplat.experiment._store import client, tracking_uri
 
 MODEL_FILE = "model.pt"
 PREPROCESSOR_FILE = "preprocessor.json"
 CACHE_DIR = "mlflow/cache"
-
-
-class CardIntegrityError(MlplatError):
-    """A version's model card does not match the hash recorded when it was registered."""
-
-    http_status = 500
 
 
 @dataclass
@@ -120,7 +120,7 @@ def _download(cfg: PlatformConfig, mv: Any) -> Path:
 
     # The run id in the key keeps two tracking stores sharing one root from mixing versions.
     target = _cache_root(cfg) / mv.name / f"{mv.version}-{(mv.run_id or 'norun')[:12]}"
-    if (target / CARD_FILE).is_file():
+    if (target / MODEL_FILE).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{mv.version}-{uuid.uuid4().hex[:8]}"
@@ -128,13 +128,13 @@ def _download(cfg: PlatformConfig, mv: Any) -> Path:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=mv.source, dst_path=str(staging), tracking_uri=tracking_uri(cfg)
         )
-        if target.exists() and not (target / CARD_FILE).is_file():
+        if target.exists() and not (target / MODEL_FILE).is_file():
             shutil.rmtree(target, ignore_errors=True)  # an incomplete copy from a crashed load
         try:
             os.replace(local, target)  # atomic: concurrent loaders never see half a folder
         except OSError:
             # Another loader won the race; its copy is complete (it was renamed whole).
-            if not (target / CARD_FILE).is_file():
+            if not (target / MODEL_FILE).is_file():
                 raise
     except Exception as exc:  # any storage failure is an infrastructure error
         raise InfraError(
@@ -155,7 +155,26 @@ def _card_hash(mv: Any) -> str:
     return str(expected)
 
 
+def _registry_card(mv: Any, revision: int | None = None) -> ModelCard | None:
+    """The verified card from the version's registry tags (None for versions registered
+    before cards moved into the registry: those keep theirs as an artifact)."""
+    tags = dict(mv.tags or {})
+    if not has_registry_card(tags):
+        return None
+    cards = read_revisions(mv.name, str(mv.version), tags)
+    if revision is None:
+        return cards[-1]
+    if not 1 <= revision <= len(cards):
+        raise NotFoundError(
+            f"{mv.name} v{mv.version} has card revisions 1..{len(cards)}, not {revision}."
+        )
+    return cards[revision - 1]
+
+
 def _verified_card(folder: Path, mv: Any) -> ModelCard:
+    card = _registry_card(mv)
+    if card is not None:
+        return card
     expected = _card_hash(mv)
     card_path = folder / CARD_FILE
     if not card_path.is_file():
@@ -211,20 +230,50 @@ def load_model_version(cfg: PlatformConfig, model: str, version: str) -> LoadedM
     )
 
 
-def get_model_card(cfg: PlatformConfig, model: str, version: str) -> ModelCard:
-    """The verified model card of a version.
+def get_model_card(
+    cfg: PlatformConfig, model: str, version: str, revision: int | None = None
+) -> ModelCard:
+    """The verified model card of a version (its newest revision unless ``revision`` is given).
+
+    The card is read from the registry (the version's tags); no artifact is downloaded.
 
     Raises:
-        NotFoundError: unknown model/version, or the version has no card.
+        NotFoundError: unknown model/version/revision, or the version has no card.
         CardIntegrityError: the card was modified after registration.
 
     Example:
         >>> get_model_card(load_config(), "fraud", "1").training_dataset_sha256[:8]
         '3f2a9c1b'
+        >>> get_model_card(load_config(), "fraud", "1", revision=1).revision
+        1
     """
     mv = _model_version(cfg, model, version)
     _card_hash(mv)
+    card = _registry_card(mv, revision)
+    if card is not None:
+        return card
+    if revision not in (None, 1):
+        raise NotFoundError(f"{model} v{version} has only card revision 1.")
     return _verified_card(_download(cfg, mv), mv)
+
+
+def card_revisions(cfg: PlatformConfig, model: str, version: str) -> list[ModelCard]:
+    """Every revision of a version's card, oldest first, each verified.
+
+    Raises:
+        NotFoundError: unknown model/version, or the version has no card.
+        CardIntegrityError: any revision was modified.
+
+    Example:
+        >>> [c.revision for c in card_revisions(cfg, "fraud", "1")]
+        [1, 2]
+    """
+    mv = _model_version(cfg, model, version)
+    _card_hash(mv)
+    tags = dict(mv.tags or {})
+    if has_registry_card(tags):
+        return read_revisions(model, str(mv.version), tags)
+    return [_verified_card(_download(cfg, mv), mv)]
 
 
 def set_alias(cfg: PlatformConfig, model: str, alias: str, version: str) -> None:
