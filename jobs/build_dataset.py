@@ -1,6 +1,9 @@
 """Build a point-in-time-correct training dataset on the Ray cluster.
 
-Submit it like any Ray job; the last line of stdout is a one-line JSON summary:
+Submit it like any Ray job; the last line of stdout is a one-line JSON summary. Paths may be
+``s3://`` URIs (and ``MLPLAT_HOME`` an ``s3://`` root): pass the AWS_* variables (and
+``AWS_ENDPOINT_URL`` for an S3-compatible store) in the job's ``runtime_env`` ``env_vars`` so
+the driver and every worker see them.
 
 Example:
     $ ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
@@ -15,7 +18,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from mlplat.apps import load_app
 from mlplat.config import load_config
@@ -26,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Join labels to features as of label time.")
     parser.add_argument("--app", required=True, help="App name under apps/, e.g. fraud")
     parser.add_argument("--labels", required=True, help="Label set: parquet file or folder")
-    parser.add_argument("--output", default=None, help="Output folder (default: content-addressed)")
+    parser.add_argument(
+        "--output", default=None, help="Output folder or s3:// URI (default: content-addressed)"
+    )
     parser.add_argument("--config", default=None, help="platform.yaml (default: $MLPLAT_CONFIG)")
     args = parser.parse_args(argv)
 
@@ -43,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    manifest_path = Path(manifest.path).parent / "manifest.json"
+    # manifest.path is the data/ folder; the manifest sits next to it (a path or an s3:// URI).
+    manifest_path = f"{manifest.path.rstrip('/').rsplit('/', 1)[0]}/manifest.json"
     print(f"manifest: {manifest_path}")
     summary = {
         "app": app.name,
         "content_sha256": manifest.content_sha256,
         "rows": manifest.row_count,
-        "manifest": str(manifest_path),
+        "manifest": manifest_path,
         "seconds": round(time.perf_counter() - started, 2),
     }
     print(json.dumps(summary), flush=True)

@@ -6,7 +6,7 @@ import importlib.util
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +16,8 @@ import pytest
 from mlplat.apps import load_app
 from mlplat.config import load_config
 from mlplat.data import (
-    OnlineFeatureClient,
     apply_features,
     build_dataset,
-    materialize,
     read_manifest,
 )
 
@@ -94,45 +92,44 @@ def test_build_dataset_is_point_in_time_correct_and_partition_independent(
     assert (tmp_path / "out" / "manifest.json").is_file()
 
 
-def _latest(raw: pd.DataFrame, account_id: int, features: list[str]) -> dict:
-    rows = raw[raw["account_id"] == account_id].sort_values(
-        ["event_timestamp", "created_timestamp"]
-    )
-    return rows.iloc[-1][features].to_dict()
+def test_ray_job_output_equals_feast_get_historical_features(
+    ray_cluster: str, fraud: dict, tmp_path: Path
+) -> None:
+    """The job's dataset vs Feast's file offline store on the same files and definitions.
 
+    Equal wherever Feast answers, except where Feast's unstable sort picks another of several
+    writes with the same event time; and Feast returns no row for labels it drops (an entity
+    with rows but none inside the TTL, or a repeated entity+timestamp). See docs/contracts/data.md.
+    """
+    from mlplat.data import feature_store
 
-def test_apply_materialize_and_online_lookups(fraud: dict) -> None:
     cfg, app = fraud["cfg"], fraud["app"]
-    assert apply_features(cfg, app) == ["account_profile", "account_txn_stats"]
-    materialize(cfg, app, end=NOW + timedelta(minutes=5))
-
-    client = OnlineFeatureClient(cfg, app)
-    profile = pd.read_parquet(fraud["paths"]["account_profile"])
-    stats = pd.read_parquet(fraud["paths"]["account_txn_stats"])
-    fresh = stats[stats["event_timestamp"] == stats["event_timestamp"].max()]["account_id"]
-    accounts = [int(a) for a in fresh.unique()[:3]]
-    got = client.get([{"account_id": a} for a in accounts] + [{"account_id": -1}])
-    pv = next(v for v in app.features.feature_views if v.name == "account_profile").features
-    sv = next(v for v in app.features.feature_views if v.name == "account_txn_stats").features
-    for account, row in zip(accounts, got, strict=False):
-        assert set(row) == set(pv + sv)
-        assert row == pytest.approx(
-            {**_latest(profile, account, pv), **_latest(stats, account, sv)}
+    apply_features(cfg, app)
+    manifest = build_dataset(cfg, app, str(fraud["paths"]["transactions"]),
+                             output_dir=str(tmp_path / "ds"))
+    ours = pd.read_parquet(manifest.path)
+    labels = pd.read_parquet(fraud["paths"]["transactions"])
+    key = ["account_id", "event_timestamp"]
+    labels = labels[~labels.duplicated(key, keep=False)]
+    refs = [f"{v.name}:{f}" for v in app.features.feature_views for f in v.features]
+    theirs = feature_store(cfg, app).get_historical_features(
+        entity_df=labels, features=refs
+    ).to_df()
+    theirs["event_timestamp"] = pd.to_datetime(theirs["event_timestamp"], utc=True)
+    both = theirs.merge(ours, on=key, suffixes=("_feast", ""), validate="one_to_one")
+    assert len(both) == len(theirs) > len(labels) // 4
+    ties = 0
+    for view in app.features.feature_views:
+        raw = pd.read_parquet(fraud["paths"][view.name])
+        writes = raw.groupby(key).size().rename("writes").reset_index()
+        chosen = both.merge(
+            writes.rename(columns={"event_timestamp": f"{view.name}__event_timestamp"}),
+            on=["account_id", f"{view.name}__event_timestamp"], how="left",
         )
-    assert got[-1] == dict.fromkeys(pv + sv)
-
-    # Two days on, activity (TTL 1 day) has expired while the profile (90 days) has not.
-    later = OnlineFeatureClient(cfg, app, clock=lambda: NOW + timedelta(days=2))
-    row = later.get([{"account_id": accounts[0]}])[0]
-    assert all(row[f] is None for f in sv) and all(row[f] is not None for f in pv)
-
-    latencies = []
-    for i in range(400):
-        entity = [{"account_id": accounts[i % len(accounts)]}]
-        t0 = time.perf_counter()
-        client.get(entity)
-        latencies.append((time.perf_counter() - t0) * 1e3)
-    p50, p99 = np.percentile(latencies[50:], [50, 99])
-    print(f"\nonline lookup, 1 entity, 2 views: p50 {p50:.3f} ms  p99 {p99:.3f} ms")
-    # The SLO is on p99; on a shared 2-core CI box only the median is stable enough to gate on.
-    assert p50 < cfg.slos.data.online_feature_p99_ms
+        for f in view.features:
+            a, b = chosen[f"{f}_feast"].astype(float), chosen[f].astype(float)
+            differ = ~(np.isclose(a, b, rtol=1e-12) | (a.isna() & b.isna()))
+            assert (chosen.loc[differ, "writes"] > 1).all(), (view.name, f)
+            ties += int(differ.sum())
+    print(f"\n{len(both)} of {len(labels)} label rows answered by Feast; equal except {ties} "
+          "values where Feast picked an older write of the same event time")

@@ -24,6 +24,9 @@ from mlplat.contracts.v1 import FeatureSpec, FeatureViewRef
 
 APP_YAML = Path(__file__).resolve().parents[1] / "app.yaml"
 RAW_DIR_ENV = "MLPLAT_FEAST_RAW_DIR"
+# How long the risk team keeps its raw feature tables (its data-retention policy). Carried as
+# the views' `retention_days` tag; `mlplat features check` compares it with the platform minimum.
+RETENTION_DAYS = 400
 
 # Value type of every feature the app may declare; app.yaml names them, this types them.
 FEATURE_TYPES: dict[str, FeastType] = {
@@ -64,6 +67,7 @@ def _view(ref: FeatureViewRef, entity: Entity, raw_dir: str, spec: FeatureSpec) 
         schema=[Field(name=f, dtype=FEATURE_TYPES[f]) for f in ref.features],
         source=source,
         online=True,
+        tags={"retention_days": str(RETENTION_DAYS), "team": "risk"},
     )
 
 

@@ -34,6 +34,18 @@ from mlplat.contracts.v1 import DatasetManifest, FeatureSpec, FeatureViewRef
 from mlplat.data._asof import ViewJoin, asof_join
 from mlplat.data._feast import check_views, load_definitions, resolve_app, view_version
 from mlplat.data._hash import PartialDigest, content_sha256, table_digest
+from mlplat.data._storage import (
+    copy_tree,
+    delete_tree,
+    exists,
+    is_file,
+    is_local,
+    join,
+    list_files,
+    read_text,
+    resolve,
+    write_text,
+)
 from mlplat.errors import InfraError, NotFoundError, UserError, did_you_mean
 
 if TYPE_CHECKING:
@@ -55,14 +67,19 @@ _ROWS_PER_BUCKET = 100_000
 
 
 def _local(path: str) -> bool:
-    return "://" not in path
+    return is_local(path)
 
 
 def _open(path: str, what: str) -> pads.Dataset:
-    if _local(path) and not os.path.exists(path):
+    fs, where = resolve(path)
+    try:
+        found = exists(fs, where)
+    except OSError as exc:  # an unreachable object store, wrong credentials
+        raise InfraError(f"Cannot reach {what} {path}: {exc}") from exc
+    if not found:
         raise UserError(f"{what} not found: {path}. Pass an existing parquet file or folder.")
     try:
-        return pads.dataset(path, format="parquet")
+        return pads.dataset(where, format="parquet", filesystem=fs)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"{what} {path} is not readable as parquet: {exc}") from exc
 
@@ -125,9 +142,16 @@ class Plan:
 
 
 def plan_dataset(
-    app: AppConfig, views: dict[str, FeatureView], labels_path: str, min_buckets: int = 1
+    app: AppConfig,
+    views: dict[str, FeatureView],
+    labels_path: str,
+    min_buckets: int = 1,
+    label_columns: list[str] | None = None,
 ) -> Plan:
     """Check the label set and every feature source and derive the schemas of the join.
+
+    ``label_columns`` are the label-side columns carried through besides the entity keys and
+    the timestamp (default: the spec's label and request features).
 
     Raises:
         UserError: a missing file or column, a naive timestamp, an empty label set, mismatched
@@ -138,7 +162,10 @@ def plan_dataset(
     check_views(app, views)
     keys, ts = list(spec.entity_keys), spec.timestamp_column
     labels = _open(labels_path, "Label set")
-    label_cols = [spec.label, *spec.request_features]
+    label_cols = list(label_columns) if label_columns is not None else [
+        spec.label,
+        *spec.request_features,
+    ]
     _require_columns(labels.schema, [*keys, ts, *label_cols], labels_path, "Label set")
     _require_aware(labels.schema, ts, labels_path, "label set")
     if labels.count_rows() == 0:
@@ -337,23 +364,16 @@ def _run_join(plan: Plan) -> tuple[object, str, int]:
     return joined, content_sha256(plan.output, [total]), total.rows
 
 
-def _target(cfg: PlatformConfig, app: AppConfig, output_dir: str | None) -> Path | None:
+def _target(cfg: PlatformConfig, app: AppConfig, output_dir: str | None) -> str | None:
     if output_dir is None:
-        root = cfg.root()
-        if not _local(root):
-            raise UserError(
-                f"build_dataset writes to a local or shared-filesystem root; profile "
-                f"'{cfg.active_profile_name()}' has root '{root}'. Pass output_dir on a shared "
-                "filesystem (object-store roots are not supported yet)."
-            )
         return None  # content-addressed: known once the hash is
-    target = Path(output_dir).resolve()
-    if target.exists() and any(target.iterdir()):
+    fs, where = resolve(output_dir)
+    if list_files(fs, where):
         raise UserError(
-            f"output_dir {target} already exists and is not empty; choose a new folder or "
+            f"output_dir {output_dir} already exists and is not empty; choose a new folder or "
             "delete it (datasets are immutable once written)."
         )
-    return target
+    return where if is_local(output_dir) else output_dir.rstrip("/")
 
 
 def build_dataset(
@@ -369,7 +389,8 @@ def build_dataset(
         app: The app, or its name; its app.yaml ``features`` block is the feature spec.
         labels_path: Parquet file or folder with entity keys, a tz-aware timestamp, the label
             and the request features.
-        output_dir: Where to write; defaults to ``<root>/datasets/<app>/<sha256[:12]>``.
+        output_dir: Where to write (a local folder or an ``s3://`` URI); defaults to
+            ``<root>/datasets/<app>/<sha256[:12]>``.
 
     Returns:
         The manifest, also written as ``manifest.json`` next to the ``data/`` folder.
@@ -394,8 +415,9 @@ def build_dataset(
     if rows != expected:
         raise InfraError(f"The join produced {rows} rows for {expected} labels; not written.")
     if target is None:
-        target = Path(cfg.root()) / "datasets" / app.name / sha[:12]
-        if (target / MANIFEST).is_file():
+        target = join(cfg.root(), "datasets", app.name, sha[:12])
+        fs, where = resolve(target)
+        if is_file(fs, join(where, MANIFEST)):
             return read_manifest(target)  # same content was built before; datasets are immutable
     versions = {ref.name: view_version(views[ref.name]) for ref in app.features.feature_views}
     spec = app.features.model_copy(
@@ -407,7 +429,7 @@ def build_dataset(
         }
     )
     manifest = DatasetManifest(
-        path=str(target / DATA_DIR),
+        path=join(target, DATA_DIR),
         row_count=rows,
         columns={f.name: str(f.type) for f in plan.output},
         feature_spec=spec,
@@ -420,7 +442,22 @@ def build_dataset(
     return manifest
 
 
-def _write_atomically(joined: object, manifest: DatasetManifest, target: Path) -> None:
+def _write_atomically(joined: object, manifest: DatasetManifest, target: str | Path) -> None:
+    """Write the dataset so that it appears whole or not at all.
+
+    Local folders: write into a hidden temp folder next to the target, then ``rename`` it into
+    place (atomic on one filesystem). Object stores have no rename: write under a hidden temp
+    prefix, copy the objects server-side to the target, then write ``manifest.json`` last — the
+    manifest is the commit marker, and a target without one is never read as a dataset.
+    """
+    target = str(target)
+    if is_local(target):
+        _write_local(joined, manifest, Path(resolve(target)[1]))
+    else:
+        _write_object_store(joined, manifest, target)
+
+
+def _write_local(joined: object, manifest: DatasetManifest, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -440,8 +477,32 @@ def _write_atomically(joined: object, manifest: DatasetManifest, target: Path) -
         raise
 
 
+def _write_object_store(joined: object, manifest: DatasetManifest, target: str) -> None:
+    fs, where = resolve(target)
+    parent, name = where.rsplit("/", 1)
+    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp_uri = target[: len(target) - len(where)] + tmp
+    committed = False
+    try:
+        joined.write_parquet(join(tmp_uri, DATA_DIR))  # type: ignore[attr-defined]
+        if is_file(fs, join(where, MANIFEST)):  # a concurrent build of the same content won
+            committed = True
+            return
+        copy_tree(fs, join(tmp, DATA_DIR), join(where, DATA_DIR))
+        write_text(fs, join(where, MANIFEST), manifest.model_dump_json(indent=2))
+        committed = True
+    except BaseException as exc:
+        if isinstance(exc, OSError):
+            raise InfraError(f"Writing dataset to {target} failed: {exc}") from exc
+        raise
+    finally:
+        delete_tree(fs, tmp)
+        if not committed:
+            delete_tree(fs, join(where, DATA_DIR))
+
+
 def read_manifest(path: str | os.PathLike[str]) -> DatasetManifest:
-    """Load a dataset's manifest from its folder or from the manifest.json path.
+    """Load a dataset's manifest from its folder (or URI) or from the manifest.json path.
 
     Raises:
         NotFoundError: no manifest there.
@@ -451,14 +512,15 @@ def read_manifest(path: str | os.PathLike[str]) -> DatasetManifest:
         >>> read_manifest(m.path.rsplit("/data", 1)[0]).content_sha256 == m.content_sha256
         True
     """
-    p = Path(path)
-    file = p / MANIFEST if p.is_dir() else p
-    if not file.is_file():
+    uri = str(path)
+    fs, where = resolve(uri)
+    file = where if where.endswith(MANIFEST) and is_file(fs, where) else join(where, MANIFEST)
+    if not is_file(fs, file):
         raise NotFoundError(
             f"No dataset manifest at {file}. Pass a dataset folder (with {MANIFEST} and "
             f"{DATA_DIR}/) or the manifest file itself."
         )
     try:
-        return DatasetManifest.model_validate(json.loads(file.read_text()))
+        return DatasetManifest.model_validate(json.loads(read_text(fs, file)))
     except (ValueError, TypeError) as exc:
         raise UserError(f"{file} is not a valid DatasetManifest: {exc}") from exc

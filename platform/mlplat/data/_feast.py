@@ -16,11 +16,12 @@ import os
 import string
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import yaml
 
 from mlplat.apps import AppConfig, load_app
@@ -76,7 +77,10 @@ def feast_env(cfg: PlatformConfig, app: AppConfig | str) -> dict[str, str]:
     store = cfg.active_profile().online_store
     online: dict[str, str]
     if isinstance(store, SqliteOnlineStore):
-        online = {"type": "sqlite", "path": str(cfg.local_path(store.path))}
+        # An object-store root has no place for the SQLite file; offline work (build_dataset,
+        # skew reports) still runs, and repo_config refuses the online store with a clear error.
+        path = str(cfg.local_path(store.path)) if "://" not in root else ""
+        online = {"type": "sqlite", "path": path}
     elif isinstance(store, RedisOnlineStore):
         online = {"type": "redis", "connection_string": store.connection_string}
     else:  # pragma: no cover - the config union admits nothing else
@@ -120,7 +124,14 @@ def repo_config(cfg: PlatformConfig, app: AppConfig | str) -> RepoConfig:
     app = resolve_app(cfg, app)
     repo = _repo(app)
     path = repo / FEATURE_STORE_YAML
-    text = string.Template(path.read_text()).safe_substitute({**os.environ, **feast_env(cfg, app)})
+    env = feast_env(cfg, app)
+    if json.loads(env[ENV_ONLINE_STORE]) == {"type": "sqlite", "path": ""}:
+        raise UserError(
+            f"Profile '{cfg.active_profile_name()}' pairs a SQLite online store with the "
+            f"object-store root '{cfg.root()}'; SQLite needs a local root. Use a Redis online "
+            "store in that profile (online_store: {type: redis, connection_string: ...})."
+        )
+    text = string.Template(path.read_text()).safe_substitute({**os.environ, **env})
     try:
         config = RepoConfig(**yaml.safe_load(text))
         config.online_store  # noqa: B018 - resolves the online store block, so errors surface here
@@ -201,7 +212,23 @@ def load_definitions(
 
 
 def check_views(app: AppConfig, views: dict[str, FeatureView]) -> None:
-    """Every view and feature app.yaml names exists in the Feast definitions."""
+    """Every view and feature app.yaml names exists in the Feast definitions, each name once.
+
+    Raises:
+        NotFoundError: an unknown view or feature (with the nearest defined name).
+        UserError: two views of the app provide a feature of the same name.
+    """
+    owner: dict[str, str] = {}
+    for ref in app.features.feature_views:
+        for f in ref.features:
+            if f in owner and owner[f] != ref.name:
+                raise UserError(
+                    f"Feature '{f}' is listed by both feature view '{owner[f]}' and "
+                    f"'{ref.name}' in {app.path / 'app.yaml'}; a dataset column can hold only "
+                    "one of them. Rename the feature in one view (e.g. "
+                    f"'{ref.name}__{f}') or drop it from one of the views."
+                )
+            owner[f] = ref.name
     for ref in app.features.feature_views:
         if ref.name not in views:
             raise NotFoundError(
@@ -283,24 +310,34 @@ def _require_aware(name: str, value: datetime | None) -> None:
 
 def materialize(
     cfg: PlatformConfig, app: AppConfig | str, end: datetime, start: datetime | None = None
-) -> None:
+) -> dict[str, int]:
     """Load feature values into the online store, up to ``end``.
+
+    For every entity, the row written is the one the offline join would pick as of ``end``:
+    greatest event time, then greatest created time, then values (see docs/contracts/data.md).
+    Feast's own materialization sorts by created time and then re-sorts by event time with an
+    unstable sort, so among same-timestamp corrections it serves an arbitrary one — a
+    training/serving skew this function avoids. Feast's registry records each interval, so
+    ``feast materialize-incremental`` and this function continue from each other.
 
     Args:
         cfg: Platform config.
         app: The app, or its name.
-        end: Load rows with event time before this (tz-aware).
+        end: Load rows with event time at or before this (tz-aware).
         start: Load rows from here (tz-aware). None: incremental, from where the previous
             materialization of each view stopped (or ``end - ttl`` the first time).
 
+    Returns:
+        Entities written per feature view.
+
     Raises:
         UserError: a naive datetime, ``start >= end``, or views not applied yet.
+        InfraError: a source could not be read or the online store not written.
 
     Example:
         >>> materialize(load_config(), "fraud", end=datetime.now(timezone.utc))
+        {'account_profile': 400, 'account_txn_stats': 391}
     """
-    from feast.errors import FeatureViewNotFoundException
-
     _require_aware("end", end)
     _require_aware("start", start)
     if start is not None and start >= end:
@@ -308,17 +345,68 @@ def materialize(
     app = resolve_app(cfg, app)
     store = feature_store(cfg, app)
     names = [ref.name for ref in app.features.feature_views]
-    applied = {v.name for v in store.list_feature_views()}
+    applied = {v.name: v for v in store.list_feature_views()}
     missing = [n for n in names if n not in applied]
     if missing:
         raise UserError(
             f"Feature views {missing} of app '{app.name}' are not applied yet; run "
-            f"mlplat.data.apply_features(cfg, '{app.name}') (or `feast apply`) first."
+            f"mlplat.data.apply_features(cfg, '{app.name}') (or `mlplat features apply "
+            f"{app.name}`) first."
         )
+    written: dict[str, int] = {}
+    for name in names:
+        view = applied[name]
+        since = start or view.most_recent_end_time or (end - (view.ttl or timedelta(weeks=52)))
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        rows = latest_rows(view, since, end)
+        try:
+            if len(rows):
+                store.write_to_online_store(name, rows, allow_registry_cache=False)
+            store.registry.apply_materialization(view, store.project, since, end)
+        except OSError as exc:
+            raise InfraError(f"Materializing '{name}' of app '{app.name}' failed: {exc}") from exc
+        except Exception as exc:  # redis and sqlite errors share no base class
+            if "onnect" in str(exc):
+                raise InfraError(
+                    f"Materializing '{name}' of app '{app.name}' failed: {exc}"
+                ) from exc
+            raise
+        written[name] = len(rows)
+    return written
+
+
+def latest_rows(
+    view: FeatureView, start: datetime, end: datetime, keys: list[str] | None = None
+) -> pd.DataFrame:
+    """Per entity, the view row with event time in ``[start, end]`` the offline join would pick.
+
+    ``keys`` defaults to the view's join keys (known once the view is applied).
+
+    Example:
+        >>> latest_rows(views["account_profile"], end - timedelta(days=90), end).columns[:2]
+        Index(['account_id', 'event_timestamp'], dtype='object')
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    from mlplat.data._storage import resolve
+
+    source: Any = view.batch_source  # a FileSource (checked by build_dataset's plan)
+    ts, created = source.timestamp_field, source.created_timestamp_column or None
+    keys = list(keys or view.join_keys)
+    if not keys:
+        raise UserError(f"Feature view '{view.name}' has no join keys yet; apply it first.")
+    features = [f.name for f in view.features]
+    fs, path = resolve(source.path)
     try:
-        if start is None:
-            store.materialize_incremental(end_date=end, feature_views=names)
-        else:
-            store.materialize(start_date=start, end_date=end, feature_views=names)
-    except FeatureViewNotFoundException as exc:
-        raise UserError(f"{exc}; run apply_features first.") from exc
+        table = pads.dataset(path, format="parquet", filesystem=fs).to_table(
+            columns=list(dict.fromkeys([*keys, ts, *([created] if created else []), *features])),
+            filter=(pc.field(ts) >= start) & (pc.field(ts) <= end),
+        )
+    except (OSError, ValueError) as exc:
+        raise InfraError(f"Reading the source of '{view.name}' ({source.path}) failed: {exc}") from exc
+    df = table.to_pandas()
+    order = [*keys, ts, *([created] if created else []), *[f for f in features if f not in keys]]
+    df = df.sort_values(order, kind="stable", na_position="first")
+    return df.drop_duplicates(subset=keys, keep="last").reset_index(drop=True)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from mlplat.apps import AppConfig
 from mlplat.config import PlatformConfig
 from mlplat.data._feast import feature_store, resolve_app
@@ -32,6 +34,17 @@ _ENTITY_FIELDS = {
     "BOOL": "bool_val",
     "DOUBLE": "double_val",
     "FLOAT": "float_val",
+}
+
+# The same fields as Arrow types, for the served-feature log.
+_ENTITY_ARROW: dict[str, pa.DataType] = {
+    "int64_val": pa.int64(),
+    "int32_val": pa.int32(),
+    "string_val": pa.string(),
+    "bytes_val": pa.binary(),
+    "bool_val": pa.bool_(),
+    "double_val": pa.float64(),
+    "float_val": pa.float32(),
 }
 
 
@@ -137,12 +150,32 @@ class OnlineFeatureClient:
             values.append(Value(**{self._fields[key]: row[key]}))
         return EntityKey(join_keys=self._join_keys, entity_values=values)
 
-    def get(self, entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Latest feature values for each entity row.
+    @property
+    def join_keys(self) -> list[str]:
+        """The app's entity keys, in order."""
+        return list(self._join_keys)
+
+    def arrow_fields(self) -> tuple[list[pa.Field], list[pa.Field]]:
+        """Arrow fields of the entity keys and of every feature (types from the registry)."""
+        from feast.type_map import feast_value_type_to_pa
+
+        keys = [pa.field(k, _ENTITY_ARROW[self._fields[k]]) for k in self._join_keys]
+        features = []
+        for view, names, _ in self._views:
+            types = {f.name: f.dtype for f in view.features}
+            for name in names:
+                features.append(pa.field(name, feast_value_type_to_pa(types[name].to_value_type())))
+        return keys, features
+
+    def get(
+        self, entities: list[dict[str, Any]], *, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Latest feature values for each entity row: one store read per view for the batch.
 
         Args:
             entities: One dict per entity with a value for every entity key, e.g.
                 ``[{"account_id": 100001}]``. Other keys are ignored.
+            now: The time TTLs are judged at (tz-aware); defaults to the client's clock.
 
         Returns:
             One dict per input row, in order, mapping every feature of the app's feature views
@@ -168,7 +201,7 @@ class OnlineFeatureClient:
                 f"Entity rows {entities!r} have a value of the wrong type for "
                 f"{self._join_keys} ({exc}); use the type the Feast entity declares."
             ) from exc
-        now = self._clock()
+        now = now or self._clock()
         out: list[dict[str, Any]] = [dict.fromkeys(self._feature_names) for _ in entities]
         for view, features, ttl in self._views:
             rows = self._read(view, keys, features)
@@ -181,11 +214,13 @@ class OnlineFeatureClient:
         return out
 
     def _read(self, view: Any, keys: list[EntityKey], features: list[str]) -> list[Any]:
+        # A copy each call: Feast's Redis store appends its "_ts:<view>" key to the list it is
+        # given, so passing ours would grow every later HMGET by one field per request.
         try:
             if self._lock is None:
-                return self._online.online_read(self._config, view, keys, features)
+                return self._online.online_read(self._config, view, keys, list(features))
             with self._lock:
-                return self._online.online_read(self._config, view, keys, features)
+                return self._online.online_read(self._config, view, keys, list(features))
         except Exception as exc:  # sqlite3 and redis errors share no base class
             raise InfraError(
                 f"Reading feature view '{view.name}' of app '{self._app.name}' from the "

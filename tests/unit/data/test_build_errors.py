@@ -189,3 +189,22 @@ def test_successful_write_appears_at_once_with_its_manifest(tmp_path: Path) -> N
     _write_atomically(_GoodWrite(), manifest, target)
     assert [p.name for p in (tmp_path / "datasets").iterdir()] == ["abc"]
     assert read_manifest(target / "manifest.json") == manifest
+
+
+def test_duplicate_feature_names_across_views_are_refused(fraud_home) -> None:
+    app = fraud_home["app"]
+    refs = [
+        FeatureViewRef(name="account_profile", features=["credit_limit"], ttl_s=60),
+        FeatureViewRef(name="account_txn_stats", features=["credit_limit"], ttl_s=60),
+    ]
+    twice = app.model_copy(
+        update={"features": app.features.model_copy(update={"feature_views": refs})}
+    )
+    _, views = load_definitions(fraud_home["cfg"], app)
+    with pytest.raises(
+        UserError,
+        match=r"Feature 'credit_limit' is listed by both feature view 'account_profile' and "
+        r"'account_txn_stats'.*Rename the feature",
+    ):
+        plan_dataset(twice, views, str(fraud_home["paths"]["transactions"]))
+    _nothing_written(fraud_home)
