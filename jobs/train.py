@@ -50,6 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         help="Override a training setting from app.yaml, e.g. --set epochs=2 (repeatable).",
     )
     parser.add_argument(
+        "--min-step-s",
+        type=float,
+        default=0.0,
+        help="Lower bound on seconds per optimizer step (fault drills, benchmarks).",
+    )
+    parser.add_argument(
+        "--alias",
+        default=None,
+        choices=["staging"],
+        help="Point this MLflow alias at the new version: 'staging' starts its promotion.",
+    )
+    parser.add_argument(
         "--config",
         default=None,
         help="platform.yaml (default: $MLPLAT_CONFIG or the repository's platform.yaml).",
@@ -69,7 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_set(args.set)
         if not ray.is_initialized():
             ray.init()  # RAY_ADDRESS under `ray job submit`, else the running local cluster
-        result = train(cfg, app, args.dataset, run_name=args.run_name, overrides=overrides)
+        result = train(
+            cfg,
+            app,
+            args.dataset,
+            run_name=args.run_name,
+            overrides=overrides,
+            min_step_s=args.min_step_s,
+        )
+        if args.alias:
+            from mlplat.experiment import set_alias
+
+            set_alias(cfg, app.name, args.alias, result.version)
     except MlplatError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UserError) else 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlplat.cluster import pool_selector
@@ -97,9 +98,7 @@ def submit_job(
 
     cfg.team(team)
     cfg.pool(pool)
-    root = cfg.base_dir
-    if not (root / script).is_file():
-        raise UserError(f"Job script '{script}' not found under {root}; jobs live in jobs/.")
+    job_root(cfg, script)
     try:
         client = JobSubmissionClient(dashboard_url(cfg, address))
     except Exception as exc:  # the SDK raises bare ConnectionError/RuntimeError
@@ -107,17 +106,8 @@ def submit_job(
             f"Cannot reach the Ray cluster at {dashboard_url(cfg, address)}: {exc}. "
             "Start it with `mlplat cluster up`."
         ) from exc
-    entrypoint = " ".join(["python", script, *(_quote(a) for a in args)])
     job_id = submit_with_retry(
-        client,
-        entrypoint=entrypoint,
-        runtime_env={
-            "working_dir": str(root),
-            "excludes": WORKING_DIR_EXCLUDES,
-            "env_vars": {"MLPLAT_HOME": cfg.root()},
-        },
-        metadata={"team": team, "model": model, "pool": pool, "cpus": f"{cpus:g}"},
-        entrypoint_label_selector=pool_selector(cfg.local_cluster.head_pool),
+        client, **ray_job_spec(cfg, script, args, team=team, model=model, pool=pool, cpus=cpus)
     )
     if not wait:
         return JobResult(job_id, "PENDING", "")
@@ -132,6 +122,67 @@ def submit_job(
         status = client.get_job_status(job_id)
     logs = client.get_job_logs(job_id)
     return JobResult(job_id, str(status.value), logs, last_json_line(logs))
+
+
+def job_root(cfg: PlatformConfig, script: str) -> Path:
+    """The folder shipped as the job's working directory: the one holding platform.yaml if
+    ``script`` is there (the usual repository checkout), else the checkout mlplat runs from.
+
+    Raises:
+        UserError: ``script`` exists in neither.
+    """
+    source_repo = Path(__file__).resolve().parents[2]
+    for root in (cfg.base_dir, source_repo):
+        if (root / script).is_file():
+            return root
+    raise UserError(
+        f"Job script '{script}' not found under {cfg.base_dir} or {source_repo}; "
+        "jobs live in jobs/, e.g. jobs/train.py."
+    )
+
+
+def ray_job_spec(
+    cfg: PlatformConfig,
+    script: str,
+    args: list[str],
+    *,
+    team: str,
+    model: str,
+    pool: str,
+    cpus: float,
+    extra_metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments of ``JobSubmissionClient.submit_job`` for a platform job.
+
+    The repository is the working directory, MLPLAT_HOME points every process at one storage
+    root, team/model/pool/cpus are submission metadata (the cost meter reads them), and the
+    driver runs on the head's pool. Shared by direct submission and the job queue.
+
+    Example:
+        >>> ray_job_spec(cfg, "jobs/train.py", ["--app", "fraud"], team="risk",
+        ...              model="fraud", pool="training-spot", cpus=2)["metadata"]["team"]
+        'risk'
+    """
+    entrypoint = " ".join(["python", script, *(_quote(a) for a in args)])
+    root = job_root(cfg, script)
+    env_vars = {"MLPLAT_HOME": cfg.root()}
+    if cfg.source_path is not None and cfg.source_path.parent != root:
+        # A platform.yaml outside the shipped folder (e.g. a test's copy with small quotas):
+        # point the job at it so it reads the same config as its submitter.
+        env_vars["MLPLAT_CONFIG"] = str(cfg.source_path)
+    return {
+        "entrypoint": entrypoint,
+        "runtime_env": {
+            "working_dir": str(root),
+            "excludes": WORKING_DIR_EXCLUDES,
+            "env_vars": env_vars,
+        },
+        "metadata": {
+            "team": team, "model": model, "pool": pool, "cpus": f"{cpus:g}",
+            **(extra_metadata or {}),
+        },
+        "entrypoint_label_selector": pool_selector(cfg.local_cluster.head_pool),
+    }
 
 
 def submit_with_retry(client: Any, timeout_s: float = 60.0, **kwargs: Any) -> str:

@@ -12,6 +12,10 @@ Example:
 from mlplat.training._dataset import fit_preprocessor as fit_preprocessor
 from mlplat.training._dataset import split_indices as split_indices
 from mlplat.training._dataset import transform_frame as transform_frame
+from mlplat.training._loop import read_step_log as read_step_log
+from mlplat.training._sweep import SweepResult as SweepResult
+from mlplat.training._sweep import sweep as sweep
+from mlplat.training._sweep import trial_concurrency as trial_concurrency
 from mlplat.training._train import TrainResult as TrainResult
 from mlplat.training._train import apply_overrides as apply_overrides
 from mlplat.training._train import default_run_name as default_run_name
@@ -19,12 +23,16 @@ from mlplat.training._train import load_model_builder as load_model_builder
 from mlplat.training._train import train as train
 
 __all__ = [
+    "SweepResult",
     "TrainResult",
     "apply_overrides",
     "default_run_name",
     "fit_preprocessor",
     "load_model_builder",
+    "read_step_log",
     "split_indices",
+    "sweep",
     "train",
     "transform_frame",
+    "trial_concurrency",
 ]

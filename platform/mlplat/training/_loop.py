@@ -7,8 +7,10 @@ all metadata writes happen on the driver (one writer per SQLite store, see exper
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,83 @@ import numpy as np
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.json"
 META_FILE = "meta.json"
+STEPS_FILE = "steps.json"
+"""Per-step metric history inside every checkpoint: ``[[step, train_loss], …]`` for every
+optimizer step the checkpoint contains, so a resumed run's history is exactly one entry per
+planned step (replayed steps replace, never duplicate, what a dead attempt did)."""
+STEP_LOG_DIR = "step_log"
+"""Folder (under the run's checkpoint folder, local storage only) where rank 0 appends one JSON
+line per executed step and every rank one line per start: what really ran, replays included."""
 PREEMPTION_CHECK_EVERY_STEPS = 5
 """How often workers ask whether a node is being drained. The call is a barrier across
 workers, so it runs on a step cadence (identical on every rank), not on every step."""
+PREEMPTION_HOLD_GRACE_S = 30.0
+"""After the just-in-time checkpoint workers stop stepping until Ray Train tears them down at
+the drain deadline; if they are still alive this long after it (drain cancelled), they resume."""
+DEFAULT_DRAIN_DEADLINE_S = 120.0
+"""Ray Train's own wait when a drain carries no deadline (DEFAULT_PREEMPTION_DEADLINE_S)."""
+
+
+def epoch_shard(n_rows: int, world: int, rank: int, seed: int, epoch: int) -> np.ndarray:
+    """Row indices ``rank`` trains on in ``epoch``: a seeded shuffle cut into equal shards.
+
+    Every rank gets the same number of rows (a rank with one extra batch would wait forever in
+    all-reduce), and the order depends only on ``seed + epoch``, so a resumed run replays the
+    exact batches an uninterrupted one would see.
+
+    Example:
+        >>> epoch_shard(10, world=2, rank=1, seed=7, epoch=0).shape
+        (5,)
+    """
+    per_rank = n_rows // world
+    order = np.random.default_rng(seed + epoch).permutation(n_rows)
+    return order[: per_rank * world][rank::world]
+
+
+def batches_per_epoch(n_rows: int, world: int, batch_size: int) -> int:
+    """Optimizer steps per epoch (the last batch of a shard may be short).
+
+    Example:
+        >>> batches_per_epoch(1000, world=2, batch_size=128)
+        4
+    """
+    return max(1, -(-(n_rows // world) // batch_size))
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    # One short O_APPEND write per line: concurrent writers never interleave inside a line.
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_step_log(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """The step log of a run: ``{"steps": [...], "starts": [...]}`` in write order.
+
+    ``steps`` holds one record per optimizer step rank 0 executed (``step``, ``loss``,
+    ``attempt``, ``t``), replays after a failure included; ``starts`` one record per worker
+    start (``rank``, ``pid``, ``node_id``, ``attempt``, ``step``). Empty for remote storage.
+
+    Example:
+        >>> log = read_step_log(".mlplat/checkpoints/nightly")
+        >>> [s["step"] for s in log["steps"]][:3]
+        [1, 2, 3]
+    """
+    folder = Path(run_dir) / STEP_LOG_DIR
+    out: dict[str, list[dict[str, Any]]] = {"steps": [], "starts": []}
+    for key, name in (("steps", "steps.jsonl"), ("starts", "starts.jsonl")):
+        path = folder / name
+        if path.is_file():
+            out[key] = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return out
+
+
+def _hold_until_reclaimed(info: Any) -> None:
+    """Stop stepping after the just-in-time checkpoint: every later step would be thrown away
+    when the node goes, so wait for Ray Train to tear the group down at the deadline."""
+    deadline_ms = getattr(info, "deadline_ms", None)
+    deadline_s = deadline_ms / 1000 if deadline_ms else time.time() + DEFAULT_DRAIN_DEADLINE_S
+    while time.time() < deadline_s + PREEMPTION_HOLD_GRACE_S:
+        time.sleep(0.2)
 
 
 def auc_score(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -71,6 +147,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     seed, epochs = int(config["seed"]), int(config["epochs"])
     batch_size, every = int(config["batch_size"]), int(config["checkpoint_every_steps"])
+    min_step_s = float(config.get("min_step_s") or 0.0)
     torch.manual_seed(seed)
 
     data = ray.get(config["data_ref"])
@@ -83,6 +160,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=float(config["learning_rate"]))
     epoch, batch_in_epoch, global_step = 0, 0, 0
     history: list[dict[str, Any]] = []
+    step_losses: list[list[float]] = []
     starts: list[dict[str, Any]] = []
 
     checkpoint = ray.train.get_checkpoint()
@@ -95,17 +173,33 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             global_step = int(state["global_step"])
             history = json.loads((Path(folder) / HISTORY_FILE).read_text())
             starts = json.loads((Path(folder) / META_FILE).read_text())["starts"]
+            steps_file = Path(folder) / STEPS_FILE
+            if steps_file.is_file():
+                step_losses = json.loads(steps_file.read_text())
     starts.append({"submission": config["submission_id"], "step": global_step, "epoch": epoch})
+    # Rank 0's process names the attempt: each restart of the worker group is a new process.
+    attempt = f"{config['submission_id'][:8]}-{os.getpid()}"
+    log_dir = Path(config["step_log_dir"]) if config.get("step_log_dir") else None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        _append_line(
+            log_dir / "starts.jsonl",
+            {
+                "rank": rank,
+                "pid": os.getpid(),
+                "node_id": ray.get_runtime_context().get_node_id(),
+                "attempt": attempt,
+                "step": global_step,
+                "t": time.time(),
+            },
+        )
 
     # prepare_model after loading: DDP broadcasts rank 0's parameters to the others.
     ddp_model = ray.train.torch.prepare_model(model)
     plain_model = getattr(ddp_model, "module", ddp_model)
     loss_fn = nn.BCEWithLogitsLoss()
 
-    # Every rank takes an equal-length shard so all ranks run the same number of DDP steps
-    # (a rank with one extra batch would wait forever in all-reduce).
-    per_rank = len(x_train) // world
-    batches_per_epoch = max(1, -(-per_rank // batch_size))
+    n_batches = batches_per_epoch(len(x_train), world, batch_size)
 
     def save_and_report(metrics: dict[str, Any], next_epoch: int, next_batch: int) -> None:
         if rank != 0:
@@ -124,6 +218,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 Path(folder) / STATE_FILE,
             )
             (Path(folder) / HISTORY_FILE).write_text(json.dumps(history))
+            (Path(folder) / STEPS_FILE).write_text(json.dumps(step_losses))
             meta = {"starts": starts, "fingerprint": config["fingerprint"]}
             (Path(folder) / META_FILE).write_text(json.dumps(meta))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
@@ -140,12 +235,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         return out
 
     saved_for_preemption = False
+    pending_hold: Any = None
     while epoch < epochs:
-        order = np.random.default_rng(seed + epoch).permutation(len(x_train))
-        shard = order[: per_rank * world][rank::world]
+        shard = epoch_shard(len(x_train), world, rank, seed, epoch)
         loss_sum, loss_count = 0.0, 0
         ddp_model.train()
-        for b in range(batch_in_epoch, batches_per_epoch):
+        for b in range(batch_in_epoch, n_batches):
+            step_started = time.perf_counter()
             idx = shard[b * batch_size : (b + 1) * batch_size]
             xb, yb = torch.from_numpy(x_train[idx]), torch.from_numpy(y_train[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -153,23 +249,40 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             loss.backward()
             optimizer.step()
             global_step += 1
-            loss_sum += float(loss.item()) * len(idx)
+            step_loss = float(loss.item())
+            loss_sum += step_loss * len(idx)
             loss_count += len(idx)
-            last_batch = b == batches_per_epoch - 1
-            preempting = False
+            if rank == 0:
+                step_losses.append([global_step, step_loss])
+                if log_dir is not None:
+                    _append_line(
+                        log_dir / "steps.jsonl",
+                        {"step": global_step, "loss": step_loss, "attempt": attempt,
+                         "t": time.time()},
+                    )
+            last_batch = b == n_batches - 1
+            preemption = None
             if global_step % PREEMPTION_CHECK_EVERY_STEPS == 0 and not saved_for_preemption:
                 # A spot node is being drained: checkpoint now so the restart loses little.
-                preempting = ray.train.get_preemption_info() is not None
-                saved_for_preemption = preempting
-            if (global_step % every == 0 or preempting) and not last_batch:
+                preemption = ray.train.get_preemption_info()
+                saved_for_preemption = preemption is not None
+            if (global_step % every == 0 or preemption is not None) and not last_batch:
                 metrics = {
                     "epoch": epoch,
                     "step": global_step,
                     "epoch_end": False,
+                    "preemption": preemption is not None,
                     "train_loss": _all_reduce_mean(loss_sum, loss_count),
                     **validation_metrics(),
                 }
                 save_and_report(metrics, epoch, b + 1)
+                if preemption is not None:
+                    _hold_until_reclaimed(preemption)
+            elif preemption is not None:  # last batch: the epoch-end checkpoint below is the JIT one
+                pending_hold = preemption
+            if min_step_s > 0:
+                # Rate limit (fault drills, benchmarks): a short run that lasts long enough.
+                time.sleep(max(0.0, min_step_s - (time.perf_counter() - step_started)))
         train_loss = _all_reduce_mean(loss_sum, loss_count)
         epoch += 1
         batch_in_epoch = 0
@@ -177,6 +290,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "epoch": epoch,
             "step": global_step,
             "epoch_end": True,
+            "preemption": False,
             "train_loss": train_loss,
             **validation_metrics(),
         }
@@ -184,3 +298,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             {k: metrics[k] for k in ("epoch", "step", "train_loss", "val_loss", "val_auc")}
         )
         save_and_report(metrics, epoch, 0)
+        if pending_hold is not None and epoch < epochs:
+            _hold_until_reclaimed(pending_hold)
+        pending_hold = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import sys
 import tempfile
@@ -36,6 +37,11 @@ RUN_META_FILE = "mlplat_run.json"
 TORCH_TIMEOUT_S = 60
 """Collective timeout: a dead DDP peer is detected within this, then Train restarts the group."""
 MAX_FAILURES = 2
+"""Worker-group restarts after real failures (a dead worker, OOM); node preemptions (drains)
+have their own, unlimited budget in Ray Train (FailureConfig.max_preemption_failures=-1)."""
+PREEMPTION_POLL_S = "1"
+"""How often Ray Train asks the GCS whether a training node is being drained (Ray's default is
+5 s); passed to the controller through RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S unless already set."""
 
 
 @dataclass
@@ -50,6 +56,8 @@ class TrainResult:
     checkpoint_path: str
     run_name: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+    step_losses: list[list[float]] = field(default_factory=list)
+    """``[step, rank-0 train loss]`` for every optimizer step of the run, resumes included."""
     resumed_from_step: int = 0
     worker_restarts: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -175,9 +183,12 @@ def _training_pool_has_gpu(pool_label: dict[str, str]) -> bool:
     return False
 
 
-def _read_checkpoint_json(checkpoint: Any, name: str) -> Any:
+def _read_checkpoint_json(checkpoint: Any, name: str, default: Any = None) -> Any:
     with checkpoint.as_directory() as folder:
-        return json.loads((Path(folder) / name).read_text())
+        path = Path(folder) / name
+        if default is not None and not path.is_file():  # written by an older mlplat
+            return default
+        return json.loads(path.read_text())
 
 
 def _export(module: Any, width: int, out: Path) -> None:
@@ -203,6 +214,9 @@ def train(
     dataset: str,
     run_name: str | None = None,
     overrides: dict[str, Any] | None = None,
+    *,
+    min_step_s: float = 0.0,
+    node_labels: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train ``app``'s model on ``dataset`` with Ray Train, then log and register it in MLflow.
 
@@ -216,6 +230,10 @@ def train(
         dataset: Dataset folder written by the data plane, or its manifest.json.
         run_name: Ray Train run name (checkpoint folder). Defaults to a fresh unique name.
         overrides: TrainingConfig fields to change for this run, e.g. ``{"epochs": 2}``.
+        min_step_s: Lower bound on seconds per optimizer step (0 = as fast as possible). Fault
+            drills and benchmarks use it so a tiny run lasts long enough to interrupt.
+        node_labels: Extra node labels workers must match besides the pool's, e.g. a zone or
+            a dedicated set of nodes (``{"mlplat.io/drill": "a1"}``).
 
     Returns:
         The MLflow run id, registered model name and version, final validation metrics,
@@ -243,6 +261,8 @@ def train(
     from mlplat.experiment import ensure_experiment, log_training_run
 
     tcfg = apply_overrides(app.training, overrides)
+    if min_step_s < 0:
+        raise UserError(f"min_step_s must be >= 0 seconds, got {min_step_s}.")
     run_name = run_name or default_run_name(app)
     if not RUN_NAME_RE.match(run_name):
         raise UserError(
@@ -267,7 +287,10 @@ def train(
 
     if not ray.is_initialized():
         ray.init()  # address from RAY_ADDRESS, else the running local cluster
-    selector = pool_selector(tcfg.pool)
+    # Ray Train propagates this variable from the driver to its controller (how it is meant
+    # to be configured); a faster drain signal leaves more of the deadline for the checkpoint.
+    os.environ.setdefault("RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S", PREEMPTION_POLL_S)
+    selector = {**(node_labels or {}), **pool_selector(tcfg.pool)}
     use_gpu = _training_pool_has_gpu(selector)
     submission_id = uuid.uuid4().hex
     data_ref = ray.put(
@@ -292,6 +315,11 @@ def train(
             "seed": tcfg.seed,
             "submission_id": submission_id,
             "fingerprint": fingerprint,
+            "min_step_s": min_step_s,
+            # What really ran (replays included), for drills and post-mortems; local only.
+            "step_log_dir": (
+                None if "://" in storage else f"{storage}/{run_name}/{_loop.STEP_LOG_DIR}"
+            ),
         },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=TORCH_TIMEOUT_S),
         # ray.train re-exports Train v2's ScalingConfig at runtime; the stubs still name v1's.
@@ -337,6 +365,7 @@ def train(
         raise InfraError(f"Training run '{run_name}' reported no checkpoint; see the job logs.")
     history = _read_checkpoint_json(result.checkpoint, _loop.HISTORY_FILE)
     starts = _read_checkpoint_json(result.checkpoint, _loop.META_FILE)["starts"]
+    step_losses = _read_checkpoint_json(result.checkpoint, _loop.STEPS_FILE, default=[])
     mine = [s for s in starts if s["submission"] == submission_id]
     # No start of ours recorded: the run had already finished every epoch; nothing was trained.
     resumed_from = int(mine[0]["step"]) if mine else int(history[-1]["step"]) if history else 0
@@ -377,6 +406,8 @@ def train(
             dataset_sha256=sha,
             feature_spec=data.manifest.feature_spec,
             run_name=run_name,
+            # The held-out split: SHAP values, per-slice fairness and its SHA-256 on the card.
+            evaluation=(split.x_val, split.y_val),
         )
     t_done = time.perf_counter()
     return TrainResult(
@@ -388,6 +419,7 @@ def train(
         checkpoint_path=best.path,
         run_name=run_name,
         history=history,
+        step_losses=step_losses,
         resumed_from_step=resumed_from,
         worker_restarts=max(0, len(mine) - 1),
         timings_s={
