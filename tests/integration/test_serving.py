@@ -8,7 +8,9 @@ log itself is the governance plane's test).
 from __future__ import annotations
 
 import statistics
+import threading
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,7 +75,12 @@ def served(ray_cluster, tmp_path_factory):
     from mlplat.deployment import InMemoryFeatureLookup, LocalModelLoader, deploy
 
     cfg = load_config(REPO / "platform.yaml")
-    app = load_app("fraud", cfg)
+    fraud = load_app("fraud", cfg)
+    # A name and route of its own: the shared cluster also runs the demo's "fraud" app.
+    suffix = uuid.uuid4().hex[:6]
+    app = fraud.model_copy(update={
+        "name": f"serving-{suffix}",
+        "serving": fraud.serving.model_copy(update={"route_prefix": f"/serving-{suffix}"})})
     root = tmp_path_factory.mktemp("models")
     _write_versions(root, app)
     looked_up = [f for v in app.features.feature_views for f in v.features]
@@ -124,7 +131,7 @@ def test_split_over_http_follows_weights_and_names_versions(served, record_prope
         latencies_ms.append((time.perf_counter() - t0) * 1000)
         assert r.status_code == 200, r.text
         out = r.json()
-        assert out["model"] == "fraud" and out["request_id"] == rid
+        assert out["model"] == served["app"].name and out["request_id"] == rid
         # Same stable hash on both sides: the router's choice is predictable per request id.
         assert out["version"] == picker.choose(rid)
         # The two versions differ visibly: v1 scores low, v2 high.
@@ -203,3 +210,44 @@ def test_shadow_and_reconfigure_without_restart(served) -> None:
     assert [(a, o) for a, _, o in served["audit"]] == [
         ("deployment.deploy", "ok"), ("deployment.set_traffic", "ok"),
         ("deployment.set_traffic", "ok")]
+
+
+def test_version_swap_under_steady_load_fails_no_request(served) -> None:
+    """Small-scale version of the bench's 10 clients × 10 rps: a swap costs no request."""
+    import httpx
+
+    from mlplat.deployment import current_split, set_traffic
+
+    cfg, app, url = served["cfg"], served["app"], served["url"]
+    start = current_split(cfg, app)
+    target = "1" if start.weights.get("2", 0) == 100 else "2"
+    statuses: list[int] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def client(k: int) -> None:
+        with httpx.Client(timeout=30) as c:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    r = c.post(f"{url}/predict", json=_body(k * 1000 + i, f"load-{k}-{i}"))
+                    statuses.append(r.status_code)
+                    if r.status_code == 200:
+                        versions.append(r.json()["version"])
+                except httpx.HTTPError:
+                    statuses.append(-1)
+                time.sleep(0.1)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    set_traffic(cfg, app, TrafficSplit(weights={target: 100}), actor="ci",
+                reason="swap under load")
+    time.sleep(2)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert statuses and all(s == 200 for s in statuses), Counter(statuses)
+    assert versions[-1] == target and len(set(versions)) == 2

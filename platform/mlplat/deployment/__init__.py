@@ -9,12 +9,25 @@ Example:
 
 from mlplat.contracts.v1 import GateResult as GateResult
 from mlplat.contracts.v1 import TrafficSplit as TrafficSplit
+from mlplat.deployment._admin import override as override
+from mlplat.deployment._admin import promote as promote
+from mlplat.deployment._admin import promotion_status as promotion_status
+from mlplat.deployment._admin import rollback as rollback
 from mlplat.deployment._api import current_split as current_split
 from mlplat.deployment._api import deploy as deploy
 from mlplat.deployment._api import endpoint_url as endpoint_url
 from mlplat.deployment._api import router_stats as router_stats
 from mlplat.deployment._api import set_traffic as set_traffic
 from mlplat.deployment._api import undeploy as undeploy
+from mlplat.deployment._contract import ServingContract as ServingContract
+from mlplat.deployment._contract import contract_gate as contract_gate
+from mlplat.deployment._contract import load_contract as load_contract
+from mlplat.deployment._controller import CONTROLLER_ACTOR as CONTROLLER_ACTOR
+from mlplat.deployment._controller import PromotionController as PromotionController
+from mlplat.deployment._controller_actor import get_controller as get_controller
+from mlplat.deployment._controller_actor import post_alert as post_alert
+from mlplat.deployment._features import features_gate as features_gate
+from mlplat.deployment._features import missing_features as missing_features
 from mlplat.deployment._gates import evaluate_gates as evaluate_gates
 from mlplat.deployment._gates import gates_passed as gates_passed
 from mlplat.deployment._gates import schema_differences as schema_differences
@@ -28,9 +41,14 @@ from mlplat.deployment._promotion import run_promotion as run_promotion
 from mlplat.deployment._router import DriftSampler as DriftSampler
 from mlplat.deployment._router import RouterCore as RouterCore
 from mlplat.deployment._router import ShadowComparison as ShadowComparison
+from mlplat.deployment._slo import LATENCY_BUCKETS_MS as LATENCY_BUCKETS_MS
+from mlplat.deployment._slo import SloWindows as SloWindows
+from mlplat.deployment._slo import VersionCounters as VersionCounters
+from mlplat.deployment._slo import p99_of as p99_of
 from mlplat.deployment._split import SplitPicker as SplitPicker
 from mlplat.deployment._split import bucket_of as bucket_of
 from mlplat.deployment._split import request_key as request_key
+from mlplat.deployment._store import PromotionStore as PromotionStore
 from mlplat.deployment._types import ExperimentPlaneLoader as ExperimentPlaneLoader
 from mlplat.deployment._types import FeatureLookup as FeatureLookup
 from mlplat.deployment._types import FeatureLookupFactory as FeatureLookupFactory
@@ -38,10 +56,15 @@ from mlplat.deployment._types import ModelLoader as ModelLoader
 from mlplat.deployment._types import RouterTuning as RouterTuning
 from mlplat.deployment._types import RouterUserConfig as RouterUserConfig
 from mlplat.deployment._types import ServedModel as ServedModel
+from mlplat.deployment._types import VersionFault as VersionFault
 from mlplat.deployment._validate import RequestError as RequestError
 from mlplat.deployment._validate import parse_predict_request as parse_predict_request
+from mlplat.deployment._webhook import sign as sign_webhook
+from mlplat.deployment._webhook import verify_mlflow_webhook as verify_mlflow_webhook
 
 __all__ = [
+    "CONTROLLER_ACTOR",
+    "LATENCY_BUCKETS_MS",
     "DriftSampler",
     "ExperimentPlaneLoader",
     "FeatureLookup",
@@ -51,28 +74,47 @@ __all__ = [
     "LocalModel",
     "LocalModelLoader",
     "ModelLoader",
+    "PromotionController",
     "PromotionStep",
+    "PromotionStore",
     "RequestError",
     "RouterCore",
     "RouterTuning",
     "RouterUserConfig",
     "ServedModel",
+    "ServingContract",
     "ShadowComparison",
+    "SloWindows",
     "SplitPicker",
     "TrafficSplit",
+    "VersionCounters",
+    "VersionFault",
     "bucket_of",
+    "contract_gate",
     "current_split",
     "deploy",
     "endpoint_url",
     "evaluate_gates",
+    "features_gate",
     "gates_passed",
+    "get_controller",
+    "load_contract",
+    "missing_features",
+    "override",
+    "p99_of",
     "parse_predict_request",
+    "post_alert",
+    "promote",
     "promotion_plan",
+    "promotion_status",
     "request_key",
+    "rollback",
     "router_stats",
     "run_promotion",
     "save_local_model",
     "schema_differences",
     "set_traffic",
+    "sign_webhook",
     "undeploy",
+    "verify_mlflow_webhook",
 ]

@@ -20,7 +20,7 @@ _POLL_S = 0.1  # status polling granularity, well below any deadline it is polle
 
 
 def _build_id(cfg: PlatformConfig, app: AppConfig, loader: ModelLoader | None,
-              feature_lookup: FeatureLookupFactory | None) -> str:
+              feature_lookup: FeatureLookupFactory | None, controller: str | None = None) -> str:
     """Serve's code version for the router: equal builds update in place via ``reconfigure``.
 
     Serve restarts replicas whenever the code version changes and gives every imperative
@@ -33,13 +33,14 @@ def _build_id(cfg: PlatformConfig, app: AppConfig, loader: ModelLoader | None,
         pkg = version("mlplat")
     except PackageNotFoundError:
         pkg = "dev"
-    parts = [pkg, cfg.model_dump_json(), app.model_dump_json(), repr(loader), repr(feature_lookup)]
+    parts = [pkg, cfg.model_dump_json(), app.model_dump_json(), repr(loader), repr(feature_lookup),
+             repr(controller)]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
 def _application(cfg: PlatformConfig, app: AppConfig, user_config: RouterUserConfig,
                  loader: ModelLoader | None, feature_lookup: FeatureLookupFactory | None,
-                 build_id: str) -> Any:
+                 build_id: str, controller: str | None = None) -> Any:
     from mlplat.deployment._serve import RouterDeployment
 
     options: dict[str, Any] = {
@@ -58,7 +59,15 @@ def _application(cfg: PlatformConfig, app: AppConfig, user_config: RouterUserCon
     deployment = RouterDeployment.options(  # type: ignore[attr-defined]
         **options, version=build_id, _internal=True
     )
-    return deployment.bind(cfg, app, loader, feature_lookup, build_id)
+    return deployment.bind(cfg, app, loader, feature_lookup, build_id, controller)
+
+
+def _separate_versions(app: AppConfig, split: TrafficSplit) -> set[str]:
+    """Versions that run as their own Serve application for this split."""
+    versions = {split.shadow} if split.shadow else set()
+    if app.serving.placement == "deployments":
+        versions |= set(split.weights)
+    return versions
 
 
 def _start_serve(cfg: PlatformConfig) -> None:
@@ -117,6 +126,7 @@ def deploy(
     loader: ModelLoader | None = None,
     feature_lookup: FeatureLookupFactory | None = None,
     timeout_s: float | None = None,
+    controller: str | None = None,
 ) -> str:
     """Deploy (or update) the app's router with ``split`` and wait until it serves.
 
@@ -131,6 +141,9 @@ def deploy(
         feature_lookup: ``(cfg, app) -> FeatureLookup``, picklable; default: the data plane's
             online store client. Built once inside each replica.
         timeout_s: Deadline; defaults to the deploy SLO ``slos.deployment.deploy_after_approval_s``.
+        controller: Name of the promotion-controller actor to hand the app to (created if
+            absent): it then watches the registry's ``staging`` alias, runs promotions and
+            rolls back on SLO breach. None: traffic changes only by hand.
 
     Returns:
         The endpoint URL; ``POST <url>/predict`` scores a ``PredictRequest``.
@@ -150,13 +163,19 @@ def deploy(
     user_config = RouterUserConfig(model=model or app.name, split=split)
     sink = audit_sink(cfg)
     deadline = time.monotonic() + (timeout_s or cfg.slos.deployment.deploy_after_approval_s)
-    build_id = _build_id(cfg, app, loader, feature_lookup)
+    build_id = _build_id(cfg, app, loader, feature_lookup, controller)
     with audited(sink, actor=actor, action="deployment.deploy", target=app.name, reason=reason,
                  details={"split": split.model_dump(mode="json"), "model": user_config.model,
-                          "build_id": build_id}) as details:
+                          "build_id": build_id, "placement": app.serving.placement,
+                          "controller": controller}) as details:
         _start_serve(cfg)
+        from mlplat.deployment._versions import ensure_versions
+
+        # Versions in their own deployments are up and warm before the router names them.
+        ensure_versions(cfg, app, loader, user_config.model, _separate_versions(app, split),
+                        deadline)
         serve._run(
-            _application(cfg, app, user_config, loader, feature_lookup, build_id),
+            _application(cfg, app, user_config, loader, feature_lookup, build_id, controller),
             name=app.name,
             route_prefix=app.serving.route_prefix,
             _blocking=False,
@@ -164,6 +183,14 @@ def deploy(
         _wait_running(app, deadline, "deploy")
         _wait_split(app, split, deadline)
         details["url"] = endpoint_url(cfg, app)
+        if controller is not None:
+            import ray
+
+            from mlplat.deployment._controller_actor import get_controller
+
+            production = max(sorted(split.weights), key=lambda v: split.weights[v])
+            ray.get(get_controller(cfg, controller).register_app.remote(
+                app, user_config.model, production), timeout=60)
     return endpoint_url(cfg, app)
 
 
@@ -198,13 +225,16 @@ def _wait_split(app: AppConfig, split: TrafficSplit, deadline: float) -> None:
 
 
 def set_traffic(
-    cfg: PlatformConfig, app: AppConfig, split: TrafficSplit, *, actor: str, reason: str = ""
+    cfg: PlatformConfig, app: AppConfig, split: TrafficSplit, *, actor: str, reason: str = "",
+    stable: str | None = None, faults: dict[str, Any] | None = None,
 ) -> None:
     """Change the live weights / shadow of a deployed app without restarting its replicas.
 
     Only the router's ``user_config`` changes; the build (loader, feature lookup, config) is
     read back from the running router, so replicas reconfigure in place, load versions they do
-    not have and drop ones no longer named.
+    not have and drop ones no longer named. Versions that run in their own deployments (the
+    shadow; every version with ``placement: deployments``) are started and warm before the
+    router names them, and deleted once no split names them.
 
     Args:
         cfg: Platform config.
@@ -212,6 +242,8 @@ def set_traffic(
         split: The new split.
         actor: Who changes traffic (audited).
         reason: Why (audited).
+        stable: Version that answers when the picked one fails (default: the heaviest).
+        faults: Per-version fault injection (tests/chaos only); None keeps the current ones.
 
     Raises:
         NotFoundError: the app is not deployed.
@@ -224,24 +256,39 @@ def set_traffic(
     """
     from ray import serve
 
+    from mlplat.deployment._versions import ensure_versions, prune_versions
+
     sink = audit_sink(cfg)
     # Any traffic change may be a rollback: it must land within the rollback SLO.
     deadline = time.monotonic() + cfg.slos.deployment.rollback_after_breach_s
     build = _call(app, "build_info", cfg.slos.deployment.rollback_after_breach_s)
-    previous = TrafficSplit.model_validate(_call(app, "split_state", deadline - time.monotonic()))
+    current = _call(app, "user_config_state", deadline - time.monotonic()) or {}
+    previous = current.get("split")
+    details: dict[str, Any] = {"from": previous, "to": split.model_dump(mode="json"),
+                               "stable": stable}
+    if faults is not None:
+        details["faults"] = faults
     with audited(sink, actor=actor, action="deployment.set_traffic", target=app.name,
-                 reason=reason, details={"from": previous.model_dump(mode="json"),
-                                         "to": split.model_dump(mode="json")}):
-        user_config = RouterUserConfig(model=build["model"] or app.name, split=split)
+                 reason=reason, details=details):
+        built_app = build["app"]
+        model = build["model"] or app.name
+        user_config = RouterUserConfig.model_validate({
+            "model": model, "split": split.model_dump(mode="json"),
+            "tuning": current.get("tuning") or {}, "stable": stable,
+            "faults": current.get("faults") or {} if faults is None else faults,
+        })
+        ensure_versions(build["cfg"], built_app, build["loader"], model,
+                        _separate_versions(built_app, split), deadline)
         serve._run(
-            _application(build["cfg"], build["app"], user_config, build["loader"],
-                         build["feature_lookup"], build["build_id"]),
+            _application(build["cfg"], built_app, user_config, build["loader"],
+                         build["feature_lookup"], build["build_id"], build.get("controller")),
             name=app.name,
-            route_prefix=build["app"].serving.route_prefix,
+            route_prefix=built_app.serving.route_prefix,
             _blocking=False,
         )
         _wait_split(app, split, deadline)
         _wait_running(app, deadline, "traffic change")
+        prune_versions(built_app, _separate_versions(built_app, split))
 
 
 def current_split(cfg: PlatformConfig, app: AppConfig) -> TrafficSplit:
@@ -279,3 +326,6 @@ def undeploy(cfg: PlatformConfig, app: AppConfig, *, actor: str, reason: str = "
     sink = audit_sink(cfg)
     with audited(sink, actor=actor, action="deployment.undeploy", target=app.name, reason=reason):
         serve.delete(app.name)
+        from mlplat.deployment._versions import prune_versions
+
+        prune_versions(app, set())

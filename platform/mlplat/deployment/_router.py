@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
@@ -18,14 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlplat.contracts.v1 import FeatureSpec, PredictResponse, TrafficSplit
+from mlplat.deployment._drift_sampler import DriftSampler as DriftSampler
+from mlplat.deployment._drift_sampler import deliver as deliver
+from mlplat.deployment._slo import VersionCounters
 from mlplat.deployment._split import SplitPicker, request_key
 from mlplat.deployment._types import (
-    DriftSink,
     FeatureLookup,
     ModelLoader,
     RouterTuning,
     RouterUserConfig,
     ServedModel,
+    VersionFault,
 )
 from mlplat.deployment._validate import parse_predict_request
 from mlplat.errors import InfraError, MlplatError, NotFoundError, UserError
@@ -40,6 +44,25 @@ class ShadowComparison:
     live_score: float
     shadow_version: str
     shadow_score: float
+
+
+class InjectedFault(InfraError):
+    """A failure injected by ``user_config.faults`` (tests / chaos drills only)."""
+
+
+LIVE, SHADOW = "live", "shadow"
+"""Roles a loaded version plays: a shadow may run elsewhere (its own deployment)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request with its features looked up and its version picked."""
+
+    request_id: str
+    model_name: str
+    version: str
+    row: dict[str, Any]
+    missing: list[str]
 
 
 @dataclass(frozen=True)
@@ -67,86 +90,6 @@ class _ShadowTotals:
             "mean_abs_diff": self.sum_abs_diff / n if n else None,
             "agreement_rate": self.agreements / n if n else None,
         }
-
-
-class DriftSampler:
-    """Samples (row, score) pairs for the drift monitor into a bounded queue.
-
-    Example:
-        >>> s = DriftSampler(rate=1.0, queue_size=2)
-        >>> [s.offer("fraud", "1", {"x": 1.0}, 0.2) for _ in range(3)]
-        [True, True, False]
-        >>> s.dropped, len(s.drain(batch_size=10))
-        (1, 1)
-    """
-
-    def __init__(self, rate: float, queue_size: int, rng: random.Random | None = None) -> None:
-        self.rate = rate
-        self.queue_size = queue_size
-        self._rng = rng or random.Random()
-        self._queue: deque[tuple[str, str, dict[str, Any], float]] = deque()
-        self.sampled = 0
-        self.sent = 0
-        self.dropped = 0
-
-    def offer(self, model: str, version: str, row: dict[str, Any], score: float) -> bool:
-        """Queue a sample (with probability ``rate``); False if not sampled or dropped."""
-        if self.rate <= 0 or (self.rate < 1 and self._rng.random() >= self.rate):
-            return False
-        self.sampled += 1
-        if len(self._queue) >= self.queue_size:
-            self.dropped += 1
-            return False
-        self._queue.append((model, version, row, score))
-        return True
-
-    def drain(self, batch_size: int) -> list[tuple[str, str, list[dict[str, Any]], list[float]]]:
-        """Empty the queue into per-(model, version) batches of at most ``batch_size``."""
-        batches: dict[tuple[str, str], tuple[list[dict[str, Any]], list[float]]] = {}
-        out = []
-        while self._queue:
-            model, version, row, score = self._queue.popleft()
-            rows, scores = batches.setdefault((model, version), ([], []))
-            rows.append(row)
-            scores.append(score)
-            if len(rows) >= batch_size:
-                out.append((model, version, rows, scores))
-                del batches[(model, version)]
-        out.extend((m, v, rows, scores) for (m, v), (rows, scores) in batches.items())
-        return out
-
-    def send(self, batches: list[tuple[str, str, list[dict[str, Any]], list[float]]],
-             sink: DriftSink) -> int:
-        """Deliver drained batches through ``sink`` and count the outcome; returns delivered."""
-        delivered, undelivered = deliver(batches, sink)
-        self.account(delivered, undelivered)
-        return delivered
-
-    def account(self, delivered: int, undelivered: int) -> None:
-        """Count a delivery done elsewhere (the Serve shell sends from a worker thread)."""
-        self.sent += delivered
-        self.dropped += undelivered
-
-    def stats(self) -> dict[str, int]:
-        return {"sampled": self.sampled, "sent": self.sent, "dropped": self.dropped,
-                "queued": len(self._queue)}
-
-
-def deliver(
-    batches: list[tuple[str, str, list[dict[str, Any]], list[float]]], sink: DriftSink
-) -> tuple[int, int]:
-    """Send drift batches through ``sink``; returns (samples delivered, samples not delivered)."""
-    delivered = undelivered = 0
-    for model, version, rows, scores in batches:
-        try:
-            ok = sink(model, version, rows, scores)
-        except Exception:  # the monitor's trouble must not hurt serving
-            ok = False
-        if ok:
-            delivered += len(rows)
-        else:
-            undelivered += len(rows)
-    return delivered, undelivered
 
 
 class RouterCore:
@@ -178,17 +121,20 @@ class RouterCore:
         drift_sample_rate: float = 0.0,
         rng: random.Random | None = None,
         new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        shadow_loader: ModelLoader | None = None,
     ) -> None:
         self.app_name = app_name
         self.spec = spec
         self.threshold = threshold
         self._loader = loader
+        self._shadow_loader = shadow_loader or loader
         self._lookup = lookup
+        self._rng = rng or random.Random()
         self._new_request_id = new_request_id
         self._lookup_names = [f for v in spec.feature_views for f in v.features]
         self._config: RouterUserConfig | None = None
         self._picker: SplitPicker | None = None
-        self._models: dict[tuple[str, str], ServedModel] = {}
+        self._models: dict[tuple[str, str, str], ServedModel] = {}
         self._numeric: set[str] = set()
         self._categorical: set[str] = set()
         self.tuning = RouterTuning()
@@ -196,6 +142,8 @@ class RouterCore:
         self.requests: Counter[str] = Counter()
         self.rejected: Counter[int] = Counter()
         self.errors = 0
+        self.fallbacks: Counter[str] = Counter()
+        self.slo: dict[str, VersionCounters] = {}
         self._shadow_totals: dict[str, _ShadowTotals] = {}
         self._shadow_recent: deque[ShadowComparison] = deque(maxlen=self.tuning.shadow_buffer_size)
         self._shadow_in_flight = 0
@@ -219,19 +167,14 @@ class RouterCore:
 
     @property
     def loaded_versions(self) -> list[str]:
-        return sorted(v for _, v in self._models)
+        return sorted({v for _, v, _ in self._models})
 
-    def apply(self, user_config: dict[str, Any] | RouterUserConfig) -> dict[str, list[str]]:
-        """Adopt a new ``user_config``: load versions it names, drop ones it no longer names.
-
-        New versions are loaded before anything is swapped, so a version that fails to load
-        leaves the router serving the previous split.
-
-        Returns:
-            ``{"loaded": [...], "dropped": [...]}`` versions.
+    def plan(self, user_config: dict[str, Any] | RouterUserConfig
+             ) -> tuple[RouterUserConfig, list[tuple[str, str, str]]]:
+        """Validate a ``user_config``; returns it and the (model, version, role) still to load.
 
         Raises:
-            UserError: the config is invalid or a version cannot be loaded.
+            UserError: the config is invalid.
         """
         from pydantic import ValidationError
 
@@ -239,27 +182,77 @@ class RouterCore:
             new = RouterUserConfig.model_validate(user_config)
         except ValidationError as exc:
             raise UserError(f"invalid router user_config for app '{self.app_name}': {exc}") from exc
-        wanted = {(new.model, v) for v in new.split.weights}
+        return new, sorted(k for k in self._wanted(new) - set(self._models)
+                           if self._reusable(k) is None)
+
+    def _reusable(self, key: tuple[str, str, str]) -> ServedModel | None:
+        # With one loader for both roles a version moving shadow → live keeps its model.
+        if self._shadow_loader is not self._loader:
+            return None
+        other = (key[0], key[1], SHADOW if key[2] == LIVE else LIVE)
+        return self._models.get(other)
+
+    @staticmethod
+    def _wanted(new: RouterUserConfig) -> set[tuple[str, str, str]]:
+        wanted = {(new.model, v, LIVE) for v in new.split.weights}
         if new.split.shadow:
-            wanted.add((new.model, new.split.shadow))
-        fresh: dict[tuple[str, str], ServedModel] = {}
-        for key in sorted(wanted - set(self._models)):
-            try:
-                fresh[key] = self._loader(*key)
-            except MlplatError:
-                raise
-            except Exception as exc:
-                raise InfraError(
-                    f"router '{self.app_name}' could not load {key[0]} version {key[1]}: "
-                    f"{type(exc).__name__}: {exc}. The previous split stays in force."
-                ) from exc
-        dropped = sorted(k[1] for k in self._models if k not in wanted)
-        self._models = {k: m for k, m in {**self._models, **fresh}.items() if k in wanted}
+            wanted.add((new.model, new.split.shadow, SHADOW))
+        return wanted
+
+    def load(self, key: tuple[str, str, str]) -> ServedModel:
+        """Load one (model, version, role); wraps unexpected failures in ``InfraError``."""
+        model, version, role = key
+        try:
+            return (self._shadow_loader if role == SHADOW else self._loader)(model, version)
+        except MlplatError:
+            raise
+        except Exception as exc:
+            raise InfraError(
+                f"router '{self.app_name}' could not load {model} version {version}: "
+                f"{type(exc).__name__}: {exc}. The previous split stays in force."
+            ) from exc
+
+    def warm_row(self) -> dict[str, Any]:
+        """A row with every feature unknown: the model fills training means (a cheap warm-up)."""
+        return {n: None for n in self.spec.feature_names()}
+
+    def commit(self, new: RouterUserConfig,
+               fresh: dict[tuple[str, str, str], ServedModel]) -> dict[str, list[str]]:
+        """Swap in ``new`` with the ``fresh`` models already loaded (and warmed)."""
+        wanted = self._wanted(new)
+        dropped = sorted({k[1] for k in self._models if k not in wanted}
+                         - {k[1] for k in wanted})
+        reused = {k: m for k in wanted - set(self._models) - set(fresh)
+                  if (m := self._reusable(k)) is not None}
+        self._models = {k: m for k, m in {**self._models, **reused, **fresh}.items()
+                        if k in wanted}
         self._config = new
         self._picker = SplitPicker(new.split)
         self._retune(new.tuning)
         self._learn_types()
-        return {"loaded": sorted(v for _, v in fresh), "dropped": dropped}
+        return {"loaded": sorted({k[1] for k in fresh}), "dropped": dropped}
+
+    def apply(self, user_config: dict[str, Any] | RouterUserConfig) -> dict[str, list[str]]:
+        """Adopt a new ``user_config``: load versions it names, drop ones it no longer names.
+
+        New versions are loaded and warmed (one scored row) before anything is swapped, so a
+        version that fails to load leaves the router serving the previous split, and no
+        request is the first one a version ever sees.
+
+        Returns:
+            ``{"loaded": [...], "dropped": [...]}`` versions.
+
+        Raises:
+            UserError: the config is invalid or a version cannot be loaded.
+        """
+        new, to_load = self.plan(user_config)
+        fresh: dict[tuple[str, str, str], ServedModel] = {}
+        for key in to_load:
+            model = self.load(key)
+            if key[2] == LIVE:
+                self._score(model, key[1], self.warm_row())
+            fresh[key] = model
+        return self.commit(new, fresh)
 
     def _retune(self, tuning: RouterTuning) -> None:
         if tuning == self.tuning:
@@ -281,8 +274,8 @@ class RouterCore:
 
     # ------------------------------------------------------------------ request path
 
-    def predict(self, raw: bytes | str) -> tuple[PredictResponse, _ShadowJob | None]:
-        """Answer one predict body; returns the response and the shadow work to run off-path.
+    def prepare(self, raw: bytes | str) -> Prepared:
+        """Validate a predict body, pick its version and look up its features.
 
         Raises:
             RequestError: the body breaks the serving contract (400, field named).
@@ -296,28 +289,104 @@ class RouterCore:
         request_id = req.request_id or self._new_request_id()
         version = self._picker.choose(request_key(req.entity, self.spec.entity_keys,
                                                   req.request_id))
-        model_name = self._config.model
-
         looked_up = self._lookup_features(dict(req.entity))
         row = {**{n: looked_up.get(n) for n in self._lookup_names}, **req.features}
         missing = [n for n, v in row.items() if v is None]
-        score = self._score(self._models[(model_name, version)], version, row)
+        return Prepared(request_id, self._config.model, version, row, missing)
+
+    def stable_version(self) -> str:
+        """The version that answers when the picked one fails."""
+        split = self.split
+        stable = self._config.stable if self._config else None
+        if stable and stable in split.weights:  # loaded, even at weight 0
+            return stable
+        return max(sorted(split.weights), key=lambda v: split.weights[v])
+
+    def model_for(self, version: str, role: str = LIVE) -> ServedModel:
+        assert self._config is not None  # prepare() checked it
+        return self._models[(self._config.model, version, role)]
+
+    def fault_for(self, version: str) -> VersionFault | None:
+        return self._config.faults.get(version) if self._config else None
+
+    def inject(self, version: str) -> float:
+        """Raise ``InjectedFault`` per the version's fault knob; returns the delay to add."""
+        fault = self.fault_for(version)
+        if fault is None:
+            return 0.0
+        if fault.error_rate > 0 and self._rng.random() < fault.error_rate:
+            raise InjectedFault(f"injected fault on version {version} (user_config.faults)")
+        return fault.delay_s
+
+    def observe(self, version: str, latency_ms: float, ok: bool) -> None:
+        """Count one call of ``version`` for the live SLO (pushed to the controller)."""
+        self.slo.setdefault(version, VersionCounters()).observe(latency_ms, ok)
+
+    def finish(self, prep: Prepared, version: str, score: float
+               ) -> tuple[PredictResponse, _ShadowJob | None]:
+        """Build the answer from ``version``'s score and the shadow work to run off-path."""
+        assert self._config is not None
         self.requests[version] += 1
         response = PredictResponse(
-            model=model_name,
+            model=prep.model_name,
             version=version,
             score=score,
             label=int(score >= self.threshold),
-            request_id=request_id,
-            features_missing=missing,
+            request_id=prep.request_id,
+            features_missing=prep.missing,
         )
-        self.drift.offer(model_name, version, row, score)
+        self.drift.offer(prep.model_name, version, prep.row, score)
         shadow = self._config.split.shadow
         job = None
         if shadow is not None:
-            job = _ShadowJob(request_id, version, score, shadow,
-                             self._models[(model_name, shadow)], dict(row))
+            job = _ShadowJob(prep.request_id, version, score, shadow,
+                             self.model_for(shadow, SHADOW), dict(prep.row))
         return response, job
+
+    def _score_live(self, version: str, row: dict[str, Any]) -> float:
+        t0 = time.perf_counter()
+        try:
+            delay = self.inject(version)
+            if delay:
+                time.sleep(delay)
+            score = self._score(self.model_for(version), version, row)
+        except Exception:
+            self.observe(version, (time.perf_counter() - t0) * 1000, ok=False)
+            raise
+        self.observe(version, (time.perf_counter() - t0) * 1000, ok=True)
+        return score
+
+    def predict(self, raw: bytes | str) -> tuple[PredictResponse, _ShadowJob | None]:
+        """Answer one predict body; returns the response and the shadow work to run off-path.
+
+        When the picked version fails (a broken canary) and it is not the stable version, the
+        stable version answers instead: the failure counts against the picked version's SLO,
+        the caller still gets a 200 naming the version that answered.
+
+        Raises:
+            RequestError: the body breaks the serving contract (400, field named).
+            InfraError: the online store or the stable version failed (503).
+        """
+        prep = self.prepare(raw)
+        version = prep.version
+        try:
+            score = self._score_live(version, prep.row)
+        except MlplatError as exc:
+            if isinstance(exc, UserError) and not isinstance(exc, InjectedFault):
+                raise
+            version = self._fallback_or_raise(prep.version, exc)
+            score = self._score_live(version, prep.row)
+        except Exception as exc:
+            version = self._fallback_or_raise(prep.version, exc)
+            score = self._score_live(version, prep.row)
+        return self.finish(prep, version, score)
+
+    def _fallback_or_raise(self, failed: str, exc: BaseException) -> str:
+        stable = self.stable_version()
+        if stable == failed:
+            raise exc
+        self.fallbacks[failed] += 1
+        return stable
 
     def _lookup_features(self, entity: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -348,50 +417,116 @@ class RouterCore:
         """
         try:
             response, job = self.predict(raw)
-        except MlplatError as exc:
+        except Exception as exc:
+            status, body = self.error_body(exc)
+            return status, body, None
+        return 200, response.model_dump(), job
+
+    def error_body(self, exc: Exception) -> tuple[int, dict[str, Any]]:
+        """Map a request failure to (status, ``{"error", "field", "type"}``) and count it."""
+        if isinstance(exc, MlplatError):
             status = exc.http_status
             if status >= 500:
                 self.errors += 1
             else:
                 self.rejected[status] += 1
             return status, {"error": str(exc), "field": getattr(exc, "field", None),
-                            "type": type(exc).__name__}, None
-        except Exception as exc:  # a bug still answers JSON, never a traceback
-            self.errors += 1
-            return 500, {"error": f"internal error: {type(exc).__name__}: {exc}",
-                         "field": None, "type": "InternalError"}, None
+                            "type": type(exc).__name__}
+        self.errors += 1  # a bug still answers JSON, never a traceback
+        return 500, {"error": f"internal error: {type(exc).__name__}: {exc}",
+                     "field": None, "type": "InternalError"}
+
+    async def _ascore_live(self, version: str, row: dict[str, Any]) -> float:
+        t0 = time.perf_counter()
+        try:
+            delay = self.inject(version)
+            if delay:
+                await asyncio.sleep(delay)
+            model = self.model_for(version)
+            apredict = getattr(model, "apredict", None)
+            if apredict is not None:  # a version in its own deployment, behind a handle
+                scores = await apredict([row])
+                score = float(scores[0])
+                if not 0.0 <= score <= 1.0:
+                    raise InfraError(f"version {version} returned score {score}, outside [0, 1].")
+            else:
+                score = self._score(model, version, row)
+        except Exception:
+            self.observe(version, (time.perf_counter() - t0) * 1000, ok=False)
+            raise
+        self.observe(version, (time.perf_counter() - t0) * 1000, ok=True)
+        return score
+
+    async def respond_async(self, raw: bytes | str
+                            ) -> tuple[int, dict[str, Any], _ShadowJob | None]:
+        """``respond`` for the Serve replica: versions behind handles are awaited, not blocked on."""
+        try:
+            prep = self.prepare(raw)
+            version = prep.version
+            try:
+                score = await self._ascore_live(version, prep.row)
+            except Exception as exc:
+                if isinstance(exc, UserError) and not isinstance(exc, InjectedFault):
+                    raise
+                version = self._fallback_or_raise(prep.version, exc)
+                score = await self._ascore_live(version, prep.row)
+            response, job = self.finish(prep, version, score)
+        except Exception as exc:
+            status, body = self.error_body(exc)
+            return status, body, None
         return 200, response.model_dump(), job
 
     # ------------------------------------------------------------------ shadow (off-path)
 
-    def submit_shadow(self, job: _ShadowJob) -> bool:
-        """Run the shadow copy in a worker thread; drop (and count) it when too many are pending.
-
-        Must be called from the event loop that serves requests.
-        """
+    def try_acquire_shadow(self) -> bool:
+        """Reserve one shadow slot; False (and a counted drop) when all are in use."""
         if self._shadow_in_flight >= self.tuning.shadow_max_in_flight:
             self.shadow_dropped += 1
+            return False
+        self._shadow_in_flight += 1
+        return True
+
+    def shadow_finished(self, job: _ShadowJob, score: float | None, latency_ms: float) -> None:
+        """Release a shadow slot and record its answer (``None``: the shadow call failed)."""
+        self._shadow_in_flight -= 1
+        self.observe(job.shadow_version, latency_ms, ok=score is not None)
+        if score is None:
+            self.shadow_failed += 1
+            return
+        self.record_shadow(ShadowComparison(job.request_id, job.live_version, job.live_score,
+                                            job.shadow_version, score))
+
+    def submit_shadow(self, job: _ShadowJob) -> bool:
+        """Run the shadow copy of an in-process model in a worker thread; drop (and count) it
+        when too many are pending. Must be called from the event loop that serves requests.
+        """
+        if not self.try_acquire_shadow():
             return False
         if self._executor is None:
             # One thread: shadow work queues behind itself rather than competing with the live
             # path for the replica's (fractional) CPU.
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
-        self._shadow_in_flight += 1
+        started = time.perf_counter()
         future = asyncio.get_running_loop().run_in_executor(
-            self._executor, self._score, job.model, job.shadow_version, job.row
+            self._executor, self._score_shadow, job
         )
         self._shadow_pending.add(future)
-        future.add_done_callback(lambda f: self._shadow_done(job, f))
+        future.add_done_callback(lambda f: self._shadow_done(job, f, started))
         return True
 
-    def _shadow_done(self, job: _ShadowJob, future: asyncio.Future[float]) -> None:
-        self._shadow_in_flight -= 1
+    def _score_shadow(self, job: _ShadowJob) -> float:
+        fault = self.fault_for(job.shadow_version)
+        delay = 0.0 if fault is not None and fault.live_only else self.inject(job.shadow_version)
+        if delay:
+            time.sleep(delay)
+        return self._score(job.model, job.shadow_version, job.row)
+
+    def _shadow_done(self, job: _ShadowJob, future: asyncio.Future[float],
+                     started: float) -> None:
         self._shadow_pending.discard(future)
-        if future.cancelled() or future.exception() is not None:
-            self.shadow_failed += 1
-            return
-        self.record_shadow(ShadowComparison(job.request_id, job.live_version, job.live_score,
-                                            job.shadow_version, future.result()))
+        ok = not future.cancelled() and future.exception() is None
+        self.shadow_finished(job, future.result() if ok else None,
+                             (time.perf_counter() - started) * 1000)
 
     def record_shadow(self, c: ShadowComparison) -> None:
         """Add one live/shadow comparison to the bounded buffer and the running totals."""
@@ -430,6 +565,10 @@ class RouterCore:
             "requests_total": sum(self.requests.values()),
             "rejected": {str(k): v for k, v in self.rejected.items()},
             "errors": self.errors,
+            "fallbacks": dict(self.fallbacks),
+            "slo": {v: c.snapshot() for v, c in self.slo.items()},
+            "faults": {v: f.model_dump() for v, f in self._config.faults.items()}
+            if self._config else {},
             "shadow": {
                 "version": shadow,
                 **current,

@@ -84,6 +84,26 @@ class RouterTuning(BaseModel):
     drift_flush_interval_s: float = Field(
         default=1.0, gt=0, description="How often queued drift samples are sent to the monitor."
     )
+    slo_report_interval_s: float = Field(
+        default=0.5, gt=0,
+        description="How often per-version SLO counters are pushed to the promotion controller.",
+    )
+
+
+class VersionFault(BaseModel):
+    """Fault injection for one version — a **test / chaos-engineering knob**, not a feature.
+
+    The router makes a share of the version's calls fail (or slow) so that rollback, the
+    stable-version fallback and shadow isolation can be exercised on a live app. Leave
+    ``faults`` empty in production configs; every change to it is audited like any split change.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error_rate: float = Field(default=0.0, ge=0, le=1, description="Share of calls that fail.")
+    delay_s: float = Field(default=0.0, ge=0, le=60, description="Added latency per call.")
+    live_only: bool = Field(default=False,
+                            description="Spare the version's shadow calls (fail it only live).")
 
 
 class RouterUserConfig(BaseModel):
@@ -94,6 +114,15 @@ class RouterUserConfig(BaseModel):
     model: str = Field(min_length=1, description="Registered model name the versions belong to.")
     split: TrafficSplit
     tuning: RouterTuning = Field(default=RouterTuning(), description="Off-path buffer sizes.")
+    stable: str | None = Field(
+        default=None,
+        description="Version that answers when the picked version fails (a canary's fallback); "
+        "defaults to the live version with the most weight.",
+    )
+    faults: dict[str, VersionFault] = Field(
+        default_factory=dict,
+        description="Per-version fault injection (tests/chaos only); empty in production.",
+    )
 
 
 class ExperimentPlaneLoader:
@@ -117,7 +146,8 @@ class ExperimentPlaneLoader:
 
 
 def online_feature_lookup(cfg: PlatformConfig, app: AppConfig) -> FeatureLookup:
-    """The default ``FeatureLookupFactory``: the data plane's online store client."""
-    from mlplat.data import OnlineFeatureClient
+    """The default ``FeatureLookupFactory``: the data plane's serving client (online store
+    read once per request batch, served vectors sampled into the skew log off the request path)."""
+    from mlplat.data import serving_feature_client
 
-    return OnlineFeatureClient(cfg, app)  # type: ignore[no-any-return]
+    return serving_feature_client(cfg, app)  # type: ignore[no-any-return]

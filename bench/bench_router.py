@@ -1,0 +1,264 @@
+"""Router overhead, placements, shadow isolation and zero-failure swaps, against baselines
+measured in the same run on the same cluster with the same model.
+
+Targets (issue 6): routed app vs the model as its own ingress — p50 ≤ 1.05×, p99 ≤ 1.15×,
+throughput ≥ 0.9× at saturation; both placements measured; shadow on (a shadow that sleeps
+1 s) vs off — primary p99 ≤ 1.05×; steady load (10 clients × 10 rps) with a version swap and
+a killed router replica — 0 failed requests, p99 during the event ≤ 2× steady state.
+
+Runs on a running cluster (`mlplat cluster up`; or MLPLAT_BENCH_RAY_ADDRESS). Scale with
+MLPLAT_BENCH_SERIAL (requests per serial measurement, default 400), MLPLAT_BENCH_SAT_S
+(seconds of saturation, default 10), MLPLAT_BENCH_LOAD_S (steady-load seconds, default 60).
+Example: `.venv/bin/python bench/bench_router.py`.
+"""
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the bench reuses the integration tests' model writer
+    sys.path.insert(0, str(REPO))
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _body(i: int) -> dict[str, Any]:
+    return {"entity": {"account_id": i % 100}, "request_id": f"b-{i}-{uuid.uuid4().hex[:6]}",
+            "features": {"amount": float(50 + i % 200), "merchant_category": "travel"}}
+
+
+def _serial(url: str, n: int) -> dict[str, float]:
+    import httpx
+
+    lat = []
+    with httpx.Client(timeout=30) as c:
+        for i in range(n + 20):
+            t0 = time.perf_counter()
+            r = c.post(f"{url}/predict", json=_body(i))
+            if i >= 20:
+                lat.append((time.perf_counter() - t0) * 1000)
+            r.raise_for_status()
+    return {"p50_ms": statistics.median(lat), "p99_ms": _pct(lat, 0.99)}
+
+
+def _saturate(url: str, seconds: float, clients: int = 8) -> float:
+    import httpx
+
+    done = [0]
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with httpx.Client(timeout=30) as c:
+            i = 0
+            while time.monotonic() < stop:
+                i += 1
+                if c.post(f"{url}/predict", json=_body(i)).status_code == 200:
+                    with lock:
+                        done[0] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / seconds
+
+
+def _baseline_app(models: str, lookup: Any) -> Any:
+    """The model served as its own ingress: parse, look up, score, answer — no router.
+
+    (This module has no ``from __future__ import annotations``: FastAPI must see the real
+    ``Request`` class in the route signature.)
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from ray import serve
+
+    http = FastAPI()
+
+    @serve.deployment(name="model", ray_actor_options={"num_cpus": 0.5},
+                      logging_config={"enable_access_log": False})
+    @serve.ingress(http)
+    class ModelIngress:
+        def __init__(self, root: str, lookup: Any) -> None:
+            from mlplat.deployment import LocalModelLoader
+
+            self.model = LocalModelLoader(root)("bench", "1")
+            self.lookup = lookup
+
+        @http.post("/predict")
+        async def predict(self, request: Request) -> JSONResponse:
+            body = json.loads(await request.body())
+            row = {**self.lookup.get([body["entity"]])[0], **body["features"]}
+            score = self.model.predict_proba([row])[0]
+            return JSONResponse({"version": "1", "score": score})
+
+    return ModelIngress.bind(models, lookup)
+
+
+def _steady_load(url: str, seconds: float, events: list[tuple[float, Any]],
+                 clients: int = 10, rps: float = 10.0) -> dict[str, Any]:
+    """``clients`` × ``rps`` for ``seconds``; runs each (at_s, fn) event; p99 per phase."""
+    import httpx
+
+    records: list[tuple[float, float, bool]] = []
+    lock = threading.Lock()
+    t_start = time.monotonic()
+    stop = t_start + seconds
+
+    def worker(k: int) -> None:
+        with httpx.Client(timeout=30) as c:
+            i = 0
+            while (now := time.monotonic()) < stop:
+                i += 1
+                t0 = time.perf_counter()
+                try:
+                    ok = c.post(f"{url}/predict", json=_body(k * 100_000 + i)).status_code == 200
+                except Exception:
+                    ok = False
+                with lock:
+                    records.append((now - t_start, (time.perf_counter() - t0) * 1000, ok))
+                time.sleep(max(0.0, 1.0 / rps - (time.monotonic() - now)))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    marks = []
+    for at_s, fn in events:
+        time.sleep(max(0.0, t_start + at_s - time.monotonic()))
+        marks.append(time.monotonic() - t_start)
+        fn()
+        marks.append(time.monotonic() - t_start)
+    for t in threads:
+        t.join()
+    steady = [lat for t, lat, _ in records if t < (events[0][0] if events else seconds)]
+    during = [lat for t, lat, _ in records
+              if any(a - 1 <= t <= b + 5 for a, b in zip(marks[::2], marks[1::2], strict=True))]
+    return {"requests": len(records), "failed": sum(1 for *_, ok in records if not ok),
+            "steady_p99_ms": _pct(steady, 0.99) if steady else None,
+            "event_p99_ms": _pct(during, 0.99) if during else None}
+
+
+def main() -> None:
+    import ray
+    from ray import serve
+
+    from mlplat.apps import load_app
+    from mlplat.config import load_config
+    from mlplat.contracts.v1 import TrafficSplit
+    from mlplat.deployment import (
+        InMemoryFeatureLookup,
+        LocalModelLoader,
+        deploy,
+        endpoint_url,
+        set_traffic,
+        undeploy,
+    )
+    from tests.integration.test_serving import _write_versions
+
+    serial_n = int(os.environ.get("MLPLAT_BENCH_SERIAL", "400"))
+    sat_s = float(os.environ.get("MLPLAT_BENCH_SAT_S", "10"))
+    load_s = float(os.environ.get("MLPLAT_BENCH_LOAD_S", "60"))
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("MLPLAT_BENCH_RAY_ADDRESS", "auto"), namespace="mlplat",
+                 logging_level="ERROR", log_to_driver=False)
+    cfg = load_config(REPO / "platform.yaml")
+    fraud = load_app("fraud", cfg)
+    suffix = uuid.uuid4().hex[:5]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-router-"))
+    looked_up = [f for v in fraud.features.feature_views for f in v.features]
+    lookup = InMemoryFeatureLookup(("account_id",), tuple(
+        {"account_id": i, **{n: 1.0 for n in looked_up}} for i in range(100)))
+
+    def variant(name: str, placement: str, replicas: int = 1) -> Any:
+        app = fraud.model_copy(update={"name": f"bench-{name}-{suffix}", "serving":
+                                       fraud.serving.model_copy(update={
+                                           "route_prefix": f"/bench-{name}-{suffix}",
+                                           "placement": placement, "num_replicas": replicas})})
+        _write_versions(tmp, app)
+        return app
+
+    # Baseline: the model as its own ingress (same model file, same lookup table).
+    base_app = variant("base", "in_process")
+    (tmp / "bench").symlink_to(tmp / base_app.name)
+    serve._run(_baseline_app(str(tmp), lookup), name=base_app.name,
+               route_prefix=base_app.serving.route_prefix)
+    base_url = endpoint_url(cfg, base_app)
+    results: dict[str, dict[str, float]] = {}
+    apps = []
+    try:
+        results["model as own ingress"] = {**_serial(base_url, serial_n),
+                                           "rps": _saturate(base_url, sat_s)}
+        for placement in ("in_process", "deployments"):
+            app = variant(placement.replace("_", ""), placement)
+            apps.append(app)
+            url = deploy(cfg, app, TrafficSplit(weights={"1": 100}), actor="bench",
+                         reason="bench", loader=LocalModelLoader(str(tmp)),
+                         feature_lookup=lookup)
+            results[f"router {placement}"] = {**_serial(url, serial_n),
+                                              "rps": _saturate(url, sat_s)}
+            if placement == "in_process":
+                set_traffic(cfg, app, TrafficSplit(weights={"1": 100, "2": 0}, shadow="2"),
+                            actor="bench", reason="shadow bench",
+                            faults={"2": {"delay_s": 1.0}})
+                results["router in_process + 1 s shadow"] = _serial(url, serial_n)
+        base = results["model as own ingress"]
+        print(f"{'variant':<34}{'p50 ms':>9}{'p99 ms':>9}{'rps':>8}{'p50×':>7}{'p99×':>7}"
+              f"{'rps×':>7}")
+        for name, r in results.items():
+            rps = r.get("rps")
+            print(f"{name:<34}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+                  f"{(rps or float('nan')):>8.1f}{r['p50_ms'] / base['p50_ms']:>7.2f}"
+                  f"{r['p99_ms'] / base['p99_ms']:>7.2f}"
+                  f"{(rps or float('nan')) / base['rps']:>7.2f}")
+        off = results["router in_process"]["p99_ms"]
+        on = results["router in_process + 1 s shadow"]["p99_ms"]
+        print(f"shadow on/off primary p99: {on / off:.2f}× (goal ≤ 1.05×)")
+
+        # Steady load with a version swap and a killed router replica (2 replicas).
+        app = variant("load", "in_process", replicas=2)
+        apps.append(app)
+        url = deploy(cfg, app, TrafficSplit(weights={"1": 100}), actor="bench", reason="bench",
+                     loader=LocalModelLoader(str(tmp)), feature_lookup=lookup)
+
+        def swap() -> None:
+            set_traffic(cfg, app, TrafficSplit(weights={"2": 100}), actor="bench",
+                        reason="version swap under load")
+
+        def kill_replica() -> None:
+            from ray.util.state import list_actors
+
+            replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
+                        if (a.get("name") or "").startswith(f"SERVE_REPLICA::{app.name}#router")]
+            if replicas:
+                ray.kill(ray.get_actor(replicas[0]["name"], namespace="serve"), no_restart=True)
+
+        load = _steady_load(url, load_s, [(load_s / 3, swap), (2 * load_s / 3, kill_replica)])
+        ratio = (load["event_p99_ms"] or 0) / (load["steady_p99_ms"] or 1)
+        print(f"steady load 10×10 rps for {load_s:.0f} s with swap + killed replica: "
+              f"{load['requests']} requests, {load['failed']} failed; p99 steady "
+              f"{load['steady_p99_ms']:.1f} ms, during events {load['event_p99_ms']:.1f} ms "
+              f"({ratio:.2f}×, goal ≤ 2×)")
+    finally:
+        serve.delete(base_app.name)
+        for app in apps:
+            try:
+                undeploy(cfg, app, actor="bench", reason="bench done")
+            except Exception:
+                serve.delete(app.name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""The promotion controller's logic as a plain class: a clock, a store and a port to the world.
+
+A rollout is a row in ``PromotionStore``; every decision reads it and writes it back, so the
+actor around this class (``_controller_actor.py``) can be killed at any moment and its
+replacement continues where the store says. Live SLOs come from router replicas' pushes
+(``report``) through ``SloWindows``.
+
+Stages come from ``promotion_plan``: shadow (at least ``promotion_timing.shadow_min_s``, bypassed
+only by an audited incident-commander override) → each ``promotion.canary_steps_pct`` step →
+production. A stage is left only after it held for ``max(hold, evaluation_window_s)`` with the
+candidate inside its SLO over the last window; any breach rolls back to the last good version.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mlplat.contracts.v1 import GateResult, TrafficSplit
+from mlplat.deployment._audit import AuditSink
+from mlplat.deployment._gates import evaluate_gates, gates_passed
+from mlplat.deployment._promotion import PRODUCTION_STAGE, SHADOW_STAGE, promotion_plan
+from mlplat.deployment._slo import SloWindows, WindowStats, breach
+from mlplat.deployment._store import (
+    DONE,
+    REJECTED,
+    ROLLED_BACK,
+    RUNNING,
+    PromotionStore,
+    Rollout,
+)
+from mlplat.errors import NotFoundError, UserError
+
+if TYPE_CHECKING:
+    from mlplat.apps import AppConfig
+    from mlplat.config import PlatformConfig
+
+CONTROLLER_ACTOR = "mlplat-promotion-controller"
+"""Default name of the detached controller actor (namespace ``mlplat``)."""
+STAGE_ALIASES = ("shadow", "canary")
+"""Registry aliases that mirror live traffic, besides ``production``."""
+
+
+class ControllerPort(Protocol):
+    """Everything the controller does to the outside world (real: ``_controller_actor``)."""
+
+    def apply_split(self, app: AppConfig, split: TrafficSplit, *, stable: str | None,
+                    actor: str, reason: str) -> None: ...
+
+    def current_split(self, app: AppConfig) -> TrafficSplit | None: ...
+
+    def load_candidate(self, app: AppConfig, model: str, version: str) -> Any: ...
+
+    def gate_extras(self, app: AppConfig, model: str, version: str, candidate: Any,
+                    production: str | None) -> tuple[float | None, list[GateResult]]:
+        """(drift share or None, extra gate results: contract, features)."""
+        ...
+
+    def rollback_target_check(self, app: AppConfig, model: str, version: str) -> GateResult: ...
+
+    def staging_version(self, model: str) -> str | None: ...
+
+    def set_aliases(self, model: str, aliases: dict[str, str | None]) -> str | None:
+        """Point/remove aliases; returns an error text instead of raising."""
+        ...
+
+    def alert(self, app: AppConfig, severity: str, summary: str,
+              labels: dict[str, str]) -> str: ...
+
+
+class PromotionController:
+    """Runs promotions from the store; ``tick`` is called by the actor's loop.
+
+    Example:
+        >>> c = PromotionController(cfg, store, port, audit, clock=fake_clock)   # doctest: +SKIP
+        >>> c.register_app(app, "fraud", production="1")                          # doctest: +SKIP
+        >>> c.start("fraud", "2", actor="alice", reason="retrain")                # doctest: +SKIP
+        >>> c.tick()                                                              # doctest: +SKIP
+    """
+
+    def __init__(self, cfg: PlatformConfig, store: PromotionStore, port: ControllerPort,
+                 audit: AuditSink, *, clock: Callable[[], float] = time.time,
+                 poll_registry: bool = True) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.port = port
+        self.audit = audit
+        self.clock = clock
+        self.poll_registry = poll_registry
+        timing = cfg.active_profile().promotion_timing
+        self.window_s = timing.evaluation_window_s
+        self.poll_interval_s = max(0.5, self.window_s / 2)
+        self.slo = SloWindows(history_s=max(60.0, 4 * self.window_s))
+        self._started_at = clock()
+        self._next_poll = 0.0
+        self._verified: set[int] = set()
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ registration
+
+    def register_app(self, app: AppConfig, model: str, production: str | None,
+                     replace: bool = True) -> None:
+        """Manage ``app`` (its router serves ``model``); ``production`` is its last good version
+        (``replace=False``: only if none is known yet)."""
+        with self._lock:
+            self.store.upsert_app(app.name, model, app.model_dump_json(), str(app.path),
+                                  last_good=production, now=self.clock(), replace=replace)
+
+    def _app(self, name: str) -> tuple[AppConfig, str, str | None]:
+        from mlplat.apps import AppConfig
+
+        managed = self.store.app(name)
+        if managed is None:
+            known = [a.app for a in self.store.apps()]
+            raise NotFoundError(f"the promotion controller does not manage app '{name}' "
+                                f"(it manages {known}); deploy it with `mlplat deploy {name}`.")
+        import json
+
+        app = AppConfig.model_validate({**json.loads(managed.app_json), "path": managed.app_path})
+        return app, managed.model, managed.last_good
+
+    def report(self, app: str, replica: str, snapshot: dict[str, Any]) -> None:
+        """A router replica's cumulative per-version counters (pushed every few hundred ms)."""
+        self.slo.report(app, replica, snapshot, self.clock())
+
+    # ------------------------------------------------------------------ commands
+
+    def start(self, app_name: str, candidate: str, *, actor: str, reason: str = "",
+              source: str = "manual") -> dict[str, Any]:
+        """Gate ``candidate`` and, if every gate passes, begin its rollout.
+
+        Returns:
+            The rollout (``status`` ``running``, or ``rejected`` with the failed gates).
+
+        Raises:
+            NotFoundError: the app is not managed.
+            UserError: a rollout is already running, or ``candidate`` is the production version.
+        """
+        with self._lock:
+            app, model, last_good = self._app(app_name)
+            running = self.store.active(app_name)
+            if running:
+                raise UserError(f"app '{app_name}' is already promoting version "
+                                f"{running[0].candidate} (stage {self._stage_name(running[0])});"
+                                " wait for it or `mlplat rollback " + app_name + "`.")
+            if last_good is None:
+                raise UserError(f"app '{app_name}' has no production version yet; deploy one "
+                                "first (`mlplat deploy`).")
+            if candidate == last_good:
+                raise UserError(f"version {candidate} is already production for '{app_name}'.")
+            now = self.clock()
+            try:
+                model_obj = self.port.load_candidate(app, model, candidate)
+            except Exception as exc:
+                results = [GateResult(name="load", passed=False,
+                                      detail=f"cannot load {model} v{candidate}: "
+                                      f"{type(exc).__name__}: {exc}")]
+            else:
+                drift, extras = self.port.gate_extras(app, model, candidate, model_obj, last_good)
+                results = evaluate_gates(self.cfg, app, model_obj, drift_share=drift)
+                results += extras
+                if drift is None:
+                    results.append(GateResult(
+                        name="drift", passed=True,
+                        detail="no served data in the monitor to compare with the training "
+                        "reference yet (first release or monitor absent): nothing to block on"))
+            passed = gates_passed(results)
+            gates = [r.model_dump() for r in results]
+            history = [{"t": now, "event": "gates", "passed": passed, "gates": gates}]
+            rollout = self.store.create_rollout(
+                app=app_name, model=model, baseline=last_good, candidate=candidate,
+                started_by=actor, source=source, reason=reason,
+                status=RUNNING if passed else REJECTED, history=history, now=now)
+            self.audit(actor, "deployment.promotion.gates", app_name, reason=reason,
+                       details={"candidate": candidate, "production": last_good,
+                                "source": source, "gates": gates, "rollout": rollout.id},
+                       outcome="ok" if passed else "denied")
+            return self._summary(rollout)
+
+    def override(self, app_name: str, person: str, reason: str) -> dict[str, Any]:
+        """Incident-commander bypass of the shadow minimum: names a person and a reason.
+
+        Raises:
+            UserError: no person/reason, or no rollout in its shadow stage.
+        """
+        with self._lock:
+            if not person.strip() or not reason.strip():
+                self.audit(person or "unknown", "deployment.promotion.override", app_name,
+                           reason=reason, details={"error": "person and reason required"},
+                           outcome="denied")
+                raise UserError("an override must name the incident commander (person) and a "
+                                "reason, e.g. --person alice --reason 'INC-42 hotfix'.")
+            running = self.store.active(app_name)
+            if not running or self._stage_name(running[0]) != SHADOW_STAGE:
+                where = self._stage_name(running[0]) if running else "no rollout"
+                self.audit(person, "deployment.promotion.override", app_name, reason=reason,
+                           details={"error": f"not in shadow ({where})"}, outcome="denied")
+                raise UserError(f"nothing to override for '{app_name}': the shadow minimum "
+                                f"applies only in the shadow stage (now: {where}).")
+            r = running[0]
+            r.override_by, r.override_reason = person, reason
+            r.history.append({"t": self.clock(), "event": "override", "person": person,
+                              "reason": reason})
+            self.store.save(r, self.clock())
+            self.audit(person, "deployment.promotion.override", app_name, reason=reason,
+                       details={"rollout": r.id, "candidate": r.candidate,
+                                "skipped": "shadow minimum"})
+            return self._summary(r)
+
+    def rollback(self, app_name: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """Return all traffic to the last good version (by hand: ``mlplat rollback <app>``).
+
+        A running rollout is rolled back to its baseline; otherwise the last completed
+        promotion is undone (traffic to its baseline, which becomes the last good version).
+
+        Raises:
+            UserError: nothing to roll back.
+        """
+        with self._lock:
+            _app, _model, last_good = self._app(app_name)
+            running = self.store.active(app_name)
+            if running:
+                return self._rollback(running[0], why=reason or "manual rollback", actor=actor)
+            latest = self.store.latest(app_name)
+            if latest is None or latest.status != DONE or latest.candidate != last_good:
+                raise UserError(f"nothing to roll back for '{app_name}': no rollout running and "
+                                f"the last good version ({last_good}) is not the result of a "
+                                "completed promotion.")
+            latest.status = RUNNING  # undo the completed promotion the same way
+            return self._rollback(latest, why=reason or "manual rollback", actor=actor)
+
+    def status(self, app_name: str) -> dict[str, Any]:
+        """The app's last rollout (or ``{}``), its last good version and live SLO windows.
+
+        Lock-free (the store is the truth): answers while a stage change is being applied.
+        """
+        _app, _model, last_good = self._app(app_name)
+        latest = self.store.latest(app_name)
+        out: dict[str, Any] = {"app": app_name, "last_good": last_good,
+                               "rollout": self._summary(latest) if latest else None}
+        now = self.clock()
+        if latest is not None:
+            out["window"] = {
+                v: self.slo.window(app_name, v, now - self.window_s, now).as_dict()
+                for v in (latest.baseline, latest.candidate)}
+        return out
+
+    # ------------------------------------------------------------------ the loop
+
+    def tick(self) -> None:
+        """One pass: poll the registry (when due) and advance or roll back running rollouts."""
+        now = self.clock()
+        if self.poll_registry and now >= self._next_poll:
+            self._next_poll = now + self.poll_interval_s
+            self._poll()
+        for r in self.store.active():
+            try:
+                with self._lock:
+                    fresh = self.store.get(r.id)
+                    if fresh is not None and fresh.status == RUNNING:
+                        self._advance(fresh)
+            except Exception as exc:  # one broken rollout must not stop the others
+                r.history.append({"t": self.clock(), "event": "error",
+                                  "error": f"{type(exc).__name__}: {exc}"})
+                self.store.save(r, self.clock())
+
+    def _poll(self) -> None:
+        for managed in self.store.apps():
+            try:
+                staging = self.port.staging_version(managed.model)
+            except Exception:
+                continue
+            if staging is None or staging == managed.staging_seen:
+                continue
+            self.store.set_staging_seen(managed.app, staging, self.clock())
+            if staging != managed.last_good and not self.store.active(managed.app):
+                try:
+                    self.start(managed.app, staging, actor="promotion-controller",
+                               reason=f"registry alias staging → v{staging}",
+                               source="registry-poll")
+                except (UserError, NotFoundError):
+                    pass
+
+    def note_staging(self, app_name: str, version: str) -> None:
+        """A webhook announced ``staging`` → ``version``: do not start it again on poll."""
+        self.store.set_staging_seen(app_name, version, self.clock())
+
+    def _stage_name(self, r: Rollout) -> str:
+        plan = promotion_plan(self.cfg, r.baseline, r.candidate)
+        return plan[min(r.stage_idx, len(plan) - 1)].stage
+
+    def _advance(self, r: Rollout) -> None:
+        app, _model, _ = self._app(r.app)
+        plan = promotion_plan(self.cfg, r.baseline, r.candidate)
+        step = plan[r.stage_idx]
+        now = self.clock()
+        if r.applied_idx != r.stage_idx or (r.id not in self._verified
+                                            and self.port.current_split(app) != step.split):
+            self._apply_stage(r, app, step.stage, step.split)
+            return
+        self._verified.add(r.id)
+        assert r.stage_started_at is not None
+        start = max(now - self.window_s, r.stage_started_at)
+        stats = self.slo.window(r.app, r.candidate, start, now)
+        policy = self.cfg.promotion
+        why = breach(stats, policy.rollback_max_error_rate, policy.rollback_max_p99_ms)
+        if why:
+            self._rollback(r, why=f"SLO breach of v{r.candidate} in {step.stage}: {why}",
+                           actor="promotion-controller", stats=stats)
+            return
+        hold = 0.0 if (step.stage == SHADOW_STAGE and r.override_by) else step.hold_s
+        held = now - r.stage_started_at
+        # After a restart, judge only on a window this process has observed itself.
+        observed = now - self._started_at >= self.window_s
+        if held < max(hold, self.window_s) or not observed:
+            return
+        r.history.append({"t": now, "event": "stage_passed", "stage": step.stage,
+                          "held_s": round(held, 3), "window": stats.as_dict()})
+        if r.stage_idx + 1 >= len(plan):
+            self._complete(r)
+        else:
+            r.stage_idx += 1
+            self.store.save(r, now)
+
+    def _stable_for(self, r: Rollout) -> str:
+        return r.baseline
+
+    def _apply_stage(self, r: Rollout, app: AppConfig, stage: str, split: TrafficSplit) -> None:
+        self.port.apply_split(app, split, stable=self._stable_for(r), actor="promotion-controller",
+                              reason=f"promotion {r.baseline}→{r.candidate}: {stage}")
+        now = self.clock()
+        r.applied_idx = r.stage_idx
+        r.stage_started_at = now
+        self._verified.add(r.id)
+        alias = "shadow" if stage == SHADOW_STAGE else (
+            "production" if stage == PRODUCTION_STAGE else "canary")
+        aliases: dict[str, str | None] = {a: None for a in STAGE_ALIASES}
+        if alias != "production":
+            aliases[alias] = r.candidate
+        alias_error = self.port.set_aliases(r.model, aliases)
+        r.history.append({"t": now, "event": "stage", "stage": stage,
+                          "split": split.model_dump(mode="json"), "alias_error": alias_error})
+        self.store.save(r, now)
+        self.audit("promotion-controller", "deployment.promotion.step", r.app, reason=r.reason,
+                   details={"rollout": r.id, "stage": stage, "candidate": r.candidate,
+                            "split": split.model_dump(mode="json")})
+
+    def _complete(self, r: Rollout) -> None:
+        now = self.clock()
+        alias_error = self.port.set_aliases(
+            r.model, {"production": r.candidate, "shadow": None, "canary": None})
+        r.status = DONE
+        r.history.append({"t": now, "event": "done", "alias_error": alias_error})
+        self.store.save(r, now)
+        self.store.set_last_good(r.app, r.candidate, now)
+        self.audit("promotion-controller", "deployment.promotion.complete", r.app,
+                   reason=r.reason, details={"rollout": r.id, "production": r.candidate,
+                                             "previous": r.baseline})
+
+    def _rollback(self, r: Rollout, *, why: str, actor: str,
+                  stats: WindowStats | None = None) -> dict[str, Any]:
+        now = self.clock()
+        app, _model, _ = self._app(r.app)
+        target = r.baseline
+        check = self.port.rollback_target_check(app, r.model, target)
+        split = TrafficSplit(weights={target: 100.0})
+        details: dict[str, Any] = {
+            "detected_at": now,
+            "rollout": r.id, "from": r.candidate, "to": target, "why": why,
+            "stage": self._stage_name(r), "target_features": check.model_dump(),
+            "window": stats.as_dict() if stats else None}
+        try:
+            self.port.apply_split(app, split, stable=target, actor=actor,
+                                  reason=f"rollback to v{target}: {why}")
+        except Exception as exc:
+            details["error"] = f"{type(exc).__name__}: {exc}"
+            self.audit(actor, "deployment.rollback", r.app, reason=why, details=details,
+                       outcome="failed")
+            r.history.append({"t": now, "event": "rollback_failed", **details})
+            self.store.save(r, now)
+            raise
+        done = self.clock()
+        details["alias_error"] = self.port.set_aliases(
+            r.model, {"production": target, "shadow": None, "canary": None})
+        details["alert"] = self.port.alert(
+            app, "critical" if not check.passed else "warning",
+            f"{r.app}: rolled back v{r.candidate} → v{target}: {why}",
+            {"app": r.app, "model": r.model, "from_version": r.candidate,
+             "to_version": target})
+        details["rollback_s"] = round(done - now, 3)
+        r.status = ROLLED_BACK
+        r.history.append({"t": done, "event": "rolled_back", **details})
+        self.store.save(r, done)
+        self.store.set_last_good(r.app, target, done)
+        self.audit(actor, "deployment.rollback", r.app, reason=why, details=details)
+        return self._summary(r)
+
+    def _summary(self, r: Rollout) -> dict[str, Any]:
+        out = r.as_dict()
+        out["stage"] = self._stage_name(r)
+        return out

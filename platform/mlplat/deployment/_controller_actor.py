@@ -1,0 +1,264 @@
+"""The detached, named, restartable promotion-controller actor and its port to Serve/MLflow.
+
+``get_controller(cfg)`` returns (creating if needed) the actor ``mlplat-promotion-controller`` in
+namespace ``mlplat``: ``max_restarts=-1``, 0 CPU, on the platform pool. Its state lives in
+``<root>/deployment/promotions.db``; a killed actor is restarted by Ray and carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from mlplat.contracts.v1 import GateResult, TrafficSplit
+from mlplat.deployment._controller import CONTROLLER_ACTOR, PromotionController
+from mlplat.deployment._store import PromotionStore
+
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
+
+    from mlplat.apps import AppConfig
+    from mlplat.config import PlatformConfig
+
+STORE_FILE = "deployment/promotions.db"
+TICK_S = 0.2
+_log = logging.getLogger(__name__)
+
+
+def store_path(cfg: PlatformConfig) -> str:
+    """Where the controller keeps its state (under the local storage root)."""
+    return str(cfg.local_path(STORE_FILE))
+
+
+def post_alert(cfg: PlatformConfig, severity: str, summary: str,
+               labels: dict[str, str]) -> str:
+    """Send one alert: the monitoring plane's alert function if it has one, else Alertmanager's
+    v2 API at ``$MLPLAT_ALERTMANAGER_URL`` / ``monitoring.alertmanager_url``. Never raises.
+
+    Returns:
+        What happened, in words (recorded with the rollback).
+    """
+    try:
+        import mlplat.monitoring as monitoring
+
+        for name in ("send_alert", "post_alert", "fire_alert"):
+            fn = getattr(monitoring, name, None)
+            if fn is not None:
+                fn(cfg, severity=severity, summary=summary, labels=labels)
+                return f"sent via mlplat.monitoring.{name}"
+    except Exception as exc:
+        return f"monitoring alert hook failed: {type(exc).__name__}: {exc}"
+    url = os.environ.get("MLPLAT_ALERTMANAGER_URL") or cfg.monitoring.alertmanager_url
+    if not url:
+        return "no Alertmanager configured"
+    try:
+        import httpx
+
+        body = [{"labels": {"alertname": "MlplatRollback", "severity": severity, **labels},
+                 "annotations": {"summary": summary}}]
+        resp = httpx.post(f"{url.rstrip('/')}/api/v2/alerts", json=body, timeout=2.0)
+        return f"Alertmanager {url}: HTTP {resp.status_code}"
+    except Exception as exc:
+        return f"Alertmanager {url} unreachable: {type(exc).__name__}"
+
+
+class ServePort:
+    """The real world for ``PromotionController``: router via Serve, registry via MLflow."""
+
+    def __init__(self, cfg: PlatformConfig) -> None:
+        self.cfg = cfg
+        self._builds: dict[str, dict[str, Any]] = {}
+
+    def _build(self, app: AppConfig) -> dict[str, Any]:
+        from mlplat.deployment._api import _call
+
+        build = _call(app, "build_info", 30)
+        self._builds[app.name] = build
+        return build  # type: ignore[no-any-return]
+
+    def apply_split(self, app: AppConfig, split: TrafficSplit, *, stable: str | None,
+                    actor: str, reason: str) -> None:
+        from mlplat.deployment._api import set_traffic
+
+        set_traffic(self.cfg, app, split, actor=actor, reason=reason, stable=stable)
+
+    def current_split(self, app: AppConfig) -> TrafficSplit | None:
+        from mlplat.deployment._api import current_split
+
+        try:
+            return current_split(self.cfg, app)
+        except Exception:
+            return None
+
+    def load_candidate(self, app: AppConfig, model: str, version: str) -> Any:
+        from mlplat.deployment._types import ExperimentPlaneLoader
+
+        loader = self._build(app).get("loader") or ExperimentPlaneLoader(self.cfg)
+        return loader(model, version)
+
+    def gate_extras(self, app: AppConfig, model: str, version: str, candidate: Any,
+                    production: str | None) -> tuple[float | None, list[GateResult]]:
+        from mlplat.deployment._contract import contract_gate
+        from mlplat.deployment._features import features_gate
+
+        lookup = self._builds.get(app.name, {}).get("feature_lookup")
+        extras = [contract_gate(app, candidate),
+                  features_gate(self.cfg, app, model, version,
+                                getattr(candidate, "feature_spec", None), lookup)]
+        return self._drift_share(model, production), extras
+
+    def _drift_share(self, model: str, production: str | None) -> float | None:
+        # The monitor compares the served window with the production version's training
+        # reference; its latest report is the freshest "recent vs reference" figure.
+        if production is None:
+            return None
+        try:
+            import ray
+
+            from mlplat.monitoring import DRIFT_MONITOR_NAME, NAMESPACE
+
+            monitor = ray.get_actor(DRIFT_MONITOR_NAME, namespace=NAMESPACE)
+            report: Any = ray.get(monitor.latest_report.remote(model, production), timeout=10)
+        except Exception:
+            return None
+        return None if report is None else float(report.share_drifted)
+
+    def rollback_target_check(self, app: AppConfig, model: str, version: str) -> GateResult:
+        # The target served until now and passed the schema gate, so its feature spec is the
+        # app's serving contract: check those features without loading the model (fast path).
+        from mlplat.deployment._features import features_gate
+
+        build = self._builds.get(app.name)
+        if build is None:
+            try:
+                build = self._build(app)
+            except Exception:
+                build = {}
+        return features_gate(self.cfg, app, model, version, app.features,
+                             build.get("feature_lookup"))
+
+    def staging_version(self, model: str) -> str | None:
+        from mlplat.experiment import get_alias
+
+        try:
+            return get_alias(self.cfg, model, "staging")
+        except Exception:
+            return None
+
+    def set_aliases(self, model: str, aliases: dict[str, str | None]) -> str | None:
+        from mlflow import MlflowClient
+
+        from mlplat.experiment import tracking_uri
+
+        uri = tracking_uri(self.cfg)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        errors = []
+        for alias, version in aliases.items():
+            try:
+                if version is None:
+                    current = client.get_registered_model(model).aliases or {}
+                    if alias in current:
+                        client.delete_registered_model_alias(model, alias)
+                else:
+                    client.set_registered_model_alias(model, alias, version)
+            except Exception as exc:
+                errors.append(f"{alias}: {type(exc).__name__}: {str(exc)[:200]}")
+        return "; ".join(errors) or None
+
+    def alert(self, app: AppConfig, severity: str, summary: str,
+              labels: dict[str, str]) -> str:
+        return post_alert(self.cfg, severity, summary, labels)
+
+
+class ControllerActor:
+    """Ray actor shell: builds the controller from the store and ticks it in a thread."""
+
+    def __init__(self, cfg: PlatformConfig, path: str) -> None:
+        from mlplat.config import SqliteTracking
+        from mlplat.deployment._audit import audit_sink
+
+        self._controller = PromotionController(
+            cfg, PromotionStore(path), ServePort(cfg), audit_sink(cfg),
+            # No tracking server → no webhooks: watch the registry's `staging` alias instead.
+            poll_registry=isinstance(cfg.active_profile().tracking, SqliteTracking),
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="promotion-loop", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._controller.tick()
+            except Exception:  # keep ticking; the rollout row records its own errors
+                _log.exception("promotion controller tick failed")
+            time.sleep(TICK_S)
+
+    def ping(self) -> dict[str, Any]:
+        from mlplat.cluster import node_info
+
+        return {**node_info(), "pid": os.getpid()}
+
+    def register_app(self, app: AppConfig, model: str, production: str | None,
+                     replace: bool = True) -> None:
+        self._controller.register_app(app, model, production, replace)
+
+    def report(self, app: str, replica: str, snapshot: dict[str, Any]) -> None:
+        self._controller.report(app, replica, snapshot)
+
+    def start(self, app: str, candidate: str, actor: str, reason: str = "",
+              source: str = "manual") -> dict[str, Any]:
+        return self._controller.start(app, candidate, actor=actor, reason=reason, source=source)
+
+    def webhook_staging(self, model: str, version: str, actor: str) -> list[dict[str, Any]]:
+        """A verified registry webhook: ``staging`` → ``version`` starts each app of ``model``."""
+        out = []
+        for managed in self._controller.store.app_for_model(model):
+            self._controller.note_staging(managed.app, version)
+            if managed.last_good == version:
+                continue
+            out.append(self._controller.start(managed.app, version, actor=actor,
+                                              reason=f"registry webhook: staging → v{version}",
+                                              source="webhook"))
+        return out
+
+    def set_weights(self, app: str, split: dict[str, Any], actor: str,
+                    reason: str) -> dict[str, Any]:
+        """A hand-set split for a managed app (refused while a rollout runs: roll back first)."""
+        from mlplat.errors import UserError
+
+        controller = self._controller
+        if controller.store.active(app):
+            raise UserError(f"app '{app}' is in a rollout; `mlplat rollback {app}` (or wait) "
+                            "before setting weights by hand.")
+        app_cfg, _model, _last_good = controller._app(app)
+        new = TrafficSplit.model_validate(split)
+        controller.port.apply_split(app_cfg, new, stable=None, actor=actor, reason=reason)
+        return {"app": app, "split": new.model_dump(mode="json")}
+
+    def override(self, app: str, person: str, reason: str) -> dict[str, Any]:
+        return self._controller.override(app, person, reason)
+
+    def rollback(self, app: str, actor: str, reason: str) -> dict[str, Any]:
+        return self._controller.rollback(app, actor=actor, reason=reason)
+
+    def status(self, app: str) -> dict[str, Any]:
+        return self._controller.status(app)
+
+
+def get_controller(cfg: PlatformConfig, name: str = CONTROLLER_ACTOR,
+                   path: str | None = None) -> ActorHandle:
+    """The controller actor ``name`` (created if absent; its store defaults under the root).
+
+    Example:
+        >>> ray.get(get_controller(cfg).status.remote("fraud"))   # doctest: +SKIP
+    """
+    from mlplat.cluster import platform_actor
+
+    # max_task_retries: a call that meets the actor while Ray restarts it waits for the new
+    # one instead of failing (every method is safe to repeat: the store guards state changes).
+    return platform_actor(cfg, ControllerActor, name, cfg, path or store_path(cfg),
+                          max_concurrency=16, max_task_retries=-1)

@@ -1,0 +1,212 @@
+"""PromotionController without Ray: stages, SLO-gated advance, rollback, override, restart."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from mlplat.contracts.v1 import GateResult, TrafficSplit
+from mlplat.deployment import PromotionController, PromotionStore
+from mlplat.errors import UserError
+from tests.unit.deployment.conftest import FakeLoader
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Port:
+    """Records what the controller does to the world; the registry is a dict of aliases."""
+
+    def __init__(self, app) -> None:
+        self.loader = FakeLoader(app)
+        self.splits: list[tuple[TrafficSplit, str | None]] = []
+        self.aliases: dict[str, str] = {}
+        self.alerts: list[tuple[str, str]] = []
+        self.staging: str | None = None
+        self.features_ok = True
+
+    def apply_split(self, app, split, *, stable, actor, reason) -> None:
+        self.splits.append((split, stable))
+
+    def current_split(self, app) -> TrafficSplit | None:
+        return self.splits[-1][0] if self.splits else None
+
+    def load_candidate(self, app, model, version) -> Any:
+        return self.loader(model, version)
+
+    def gate_extras(self, app, model, version, candidate, production):
+        return None, [GateResult(name="features", passed=self.features_ok, detail="test")]
+
+    def rollback_target_check(self, app, model, version) -> GateResult:
+        return GateResult(name="features", passed=True, detail="ok")
+
+    def staging_version(self, model: str) -> str | None:
+        return self.staging
+
+    def set_aliases(self, model, aliases) -> str | None:
+        for alias, version in aliases.items():
+            if version is None:
+                self.aliases.pop(alias, None)
+            else:
+                self.aliases[alias] = version
+        return None
+
+    def alert(self, app, severity, summary, labels) -> str:
+        self.alerts.append((severity, summary))
+        return "recorded"
+
+
+@pytest.fixture()
+def world(platform_config, fraud_app, tmp_path):
+    clock = Clock()
+    port = Port(fraud_app)
+    audit: list[tuple[str, str, str]] = []
+
+    def sink(actor, action, target, reason="", details=None, outcome="ok"):
+        audit.append((actor, action, outcome))
+
+    store = PromotionStore(tmp_path / "promotions.db")
+
+    def make() -> PromotionController:
+        return PromotionController(platform_config, store, port, sink, clock=clock)
+
+    c = make()
+    c.register_app(fraud_app, "fraud", production="1")
+    return {"c": c, "make": make, "clock": clock, "port": port, "audit": audit,
+            "cfg": platform_config, "app": fraud_app}
+
+
+def snap(requests: int, errors: int, latency_bucket: int = 3) -> dict[str, Any]:
+    buckets = [0] * 21
+    buckets[latency_bucket] = requests
+    return {"requests": requests, "errors": errors, "buckets": buckets}
+
+
+def run(world, seconds: float, *, errors_on_candidate: bool = False, step: float = 0.25,
+        version: str = "2") -> None:
+    """Advance the fake clock, with the router pushing healthy (or failing) candidate counts."""
+    c, clock = world["c"], world["clock"]
+    end = clock.now + seconds
+    total = 0
+    while clock.now < end:
+        clock.now += step
+        total += 2
+        c.report("fraud", "replica-a", {version: snap(total, total if errors_on_candidate else 0)})
+        c.tick()
+
+
+def test_walks_shadow_canary_production_and_syncs_aliases(world) -> None:
+    c, port, cfg = world["c"], world["port"], world["cfg"]
+    out = c.start("fraud", "2", actor="alice", reason="retrain")
+    assert out["status"] == "running" and out["stage"] == "shadow"
+    timing = cfg.active_profile().promotion_timing
+    run(world, timing.shadow_min_s + 4 * (timing.canary_step_s + timing.evaluation_window_s) + 10)
+    rollout = c.status("fraud")["rollout"]
+    assert rollout["status"] == "done", rollout["history"]
+    applied = [s.weights.get("2", 0) for s, _ in port.splits]
+    assert applied == [0.0, *[float(p) for p in cfg.promotion.canary_steps_pct]]
+    assert port.splits[0][0].shadow == "2"
+    assert all(stable == "1" for _, stable in port.splits)  # v1 answers if v2 fails
+    assert port.aliases == {"production": "2"}
+    stages = [h for h in rollout["history"] if h["event"] == "stage"]
+    # Every stage held at least max(hold, evaluation window) before the next one.
+    for a, b in itertools.pairwise(stages):
+        assert b["t"] - a["t"] >= timing.evaluation_window_s
+    assert c.status("fraud")["last_good"] == "2"
+
+
+def test_canary_errors_roll_back_within_a_window(world) -> None:
+    c, port, cfg = world["c"], world["port"], world["cfg"]
+    timing = cfg.active_profile().promotion_timing
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    run(world, timing.shadow_min_s + timing.evaluation_window_s + 0.5)  # healthy shadow
+    assert c.status("fraud")["rollout"]["stage"].startswith("canary")
+    canary_at = world["clock"].now
+    run(world, 3 * timing.evaluation_window_s, errors_on_candidate=True)
+    rollout = c.status("fraud")["rollout"]
+    assert rollout["status"] == "rolled_back"
+    back = next(h for h in rollout["history"] if h["event"] == "rolled_back")
+    assert back["t"] - canary_at <= timing.evaluation_window_s
+    assert "error rate" in back["why"]
+    assert port.splits[-1][0] == TrafficSplit(weights={"1": 100})
+    assert port.aliases == {"production": "1"}
+    assert port.alerts and "rolled back v2 → v1" in port.alerts[0][1]
+    assert ("promotion-controller", "deployment.rollback", "ok") in world["audit"]
+
+
+def test_failed_gate_rejects_and_changes_nothing(world) -> None:
+    world["port"].features_ok = False
+    out = world["c"].start("fraud", "2", actor="alice", reason="retrain")
+    assert out["status"] == "rejected"
+    assert world["port"].splits == []
+    assert ("alice", "deployment.promotion.gates", "denied") in world["audit"]
+
+
+def long_shadow(cfg):
+    """The config with a prod-like shadow minimum (one hour)."""
+    name = cfg.active_profile_name()
+    profile = cfg.profiles[name]
+    timing = profile.promotion_timing.model_copy(update={"shadow_min_s": 3600.0})
+    profile = profile.model_copy(update={"promotion_timing": timing})
+    return cfg.model_copy(update={"profiles": {**cfg.profiles, name: profile}})
+
+
+def test_shadow_minimum_only_bypassed_by_a_named_override(world, platform_config) -> None:
+    c = world["c"] = PromotionController(long_shadow(platform_config), world["c"].store,
+                                         world["port"], world["c"].audit, clock=world["clock"])
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    c.tick()  # applies shadow
+    with pytest.raises(UserError, match="incident commander"):
+        c.override("fraud", "", "INC-1")
+    run(world, 60)  # well past the evaluation window, far below the hour
+    before = c.status("fraud")["rollout"]["stage"]
+    c.override("fraud", "carol", "INC-42 hotfix")
+    run(world, 0.5)
+    rollout = c.status("fraud")["rollout"]
+    assert before == "shadow" and rollout["stage"] != "shadow"
+    assert rollout["override_by"] == "carol"
+    assert ("carol", "deployment.promotion.override", "ok") in world["audit"]
+    assert ("unknown", "deployment.promotion.override", "denied") in world["audit"]
+
+
+def test_a_new_controller_resumes_from_the_store(world) -> None:
+    c, cfg = world["c"], world["cfg"]
+    timing = cfg.active_profile().promotion_timing
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    run(world, timing.shadow_min_s + timing.evaluation_window_s + 0.5)
+    stage = c.status("fraud")["rollout"]["stage"]
+    assert stage.startswith("canary")
+    world["c"] = world["make"]()  # the actor was killed: a fresh process, same store
+    run(world, 60)
+    assert world["c"].status("fraud")["rollout"]["status"] == "done"
+
+
+def test_registry_poll_starts_a_promotion_once(world) -> None:
+    world["port"].staging = "2"
+    world["c"].tick()
+    assert world["c"].status("fraud")["rollout"]["source"] == "registry-poll"
+    world["c"].rollback("fraud", actor="bob", reason="changed my mind")
+    world["clock"].now += 60
+    world["c"].tick()  # same alias value: not started again
+    assert world["c"].status("fraud")["rollout"]["status"] == "rolled_back"
+
+
+def test_manual_rollback_undoes_the_last_promotion(world) -> None:
+    c = world["c"]
+    with pytest.raises(UserError, match="nothing to roll back"):
+        c.rollback("fraud", actor="bob", reason="x")
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    run(world, 60)
+    assert c.status("fraud")["last_good"] == "2"
+    out = c.rollback("fraud", actor="bob", reason="business metric dropped")
+    assert out["status"] == "rolled_back" and c.status("fraud")["last_good"] == "1"
+    assert world["port"].splits[-1][0] == TrafficSplit(weights={"1": 100})
+    with pytest.raises(UserError, match="already production"):
+        c.start("fraud", "1", actor="alice")
