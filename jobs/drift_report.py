@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     from mlplat.monitoring import DEFAULT_MIN_ROWS, DRIFT_MONITOR_NAME, NAMESPACE
 
     name = args.actor_name or DRIFT_MONITOR_NAME
-    ray.init(namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False)
+    if not ray.is_initialized():
+        ray.init(namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False)
     try:
         monitor = ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:

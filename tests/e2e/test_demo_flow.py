@@ -116,11 +116,15 @@ def test_audit_chain_verifies_then_detects_an_edit(demo) -> None:
     log = AuditLog(cfg)
     assert log.verify().ok
     db = cfg.local_path(cfg.active_profile().audit.path)
+    # Someone with write access to the file: the store's triggers refuse UPDATE, so they drop
+    # them first and rewrite record 2's body.
     with sqlite3.connect(db) as conn:
-        table = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchone()[0]
-        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-        col = "reason" if "reason" in cols else "actor"
-        conn.execute(f"UPDATE {table} SET {col} = 'tampered' WHERE seq = 2")
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+            conn.execute(f'DROP TRIGGER "{name}"')
+        body = conn.execute("SELECT body FROM audit_log WHERE seq = 2").fetchone()[0]
+        conn.execute("UPDATE audit_log SET body = ? WHERE seq = 2",
+                     (body.replace('"outcome":"', '"outcome":"x', 1) if '"outcome":"' in body
+                      else body.replace('"actor":"', '"actor":"x', 1),))
     result = log.verify()
     assert not result.ok and result.first_bad_seq == 2
 

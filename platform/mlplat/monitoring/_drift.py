@@ -1,35 +1,44 @@
-"""Drift of served traffic against a model's training reference, computed with Evidently.
+"""Drift of served traffic against a model version's training reference, per tumbling window.
 
 ``DriftMonitor`` is the plain, Ray-free logic behind the ``mlplat-drift-monitor`` actor: the
-router feeds it sampled request rows (fire-and-forget, bounded buffer with counted drops), and
-``report`` runs Evidently 0.7 ``ValueDrift`` (the per-column metric ``DataDriftPreset`` is made
-of) on the current window against the reference, then opens the next window.
+router feeds it sampled request rows (fire-and-forget, bounded buffer with counted drops);
+``tick`` closes every window older than ``drift_window_s`` and ``report`` closes one now. A
+report runs the fast path (``_fast``: Evidently's default per-column tests on a cached reference
+profile) plus prediction drift; the full Evidently report for people is written afterwards by
+``write_evidently_report``. Everything that must survive a restart is in a ``DriftStore``.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlplat.config import MonitoringPolicy
 from mlplat.contracts.v1 import DriftReport, FeatureDrift
 from mlplat.errors import NotFoundError, UserError, did_you_mean
+from mlplat.monitoring._fast import MISSING_METHOD, ReferenceProfile, fast_drift, score_drift
+from mlplat.monitoring._store import DriftStore
 
-DEFAULT_MAX_BUFFER_ROWS = 10_000
-"""Rows kept per model version between reports (Evidently needs seconds for 10k × 20)."""
+DEFAULT_MAX_BUFFER_ROWS = 100_000
+"""Rows kept per model version and window (the fast path does 100k × 20 in well under 2 s)."""
 DEFAULT_MAX_REFERENCE_ROWS = 10_000
 DEFAULT_MIN_ROWS = 100
 """Fewer rows than this make the statistical tests too noisy to act on."""
-MISSING_METHOD = "missing: no values in the current window"
-"""``FeatureDrift.method`` of a feature the traffic no longer carries (score 1.0, drifted)."""
 DEFAULT_DRIFT_SHARE = 0.5
 """Evidently's default: the dataset drifts when at least half of the features drift."""
+EVIDENTLY_MAX_ROWS = 10_000
+"""Rows of a window given to the full Evidently report (seeded sample; it is for people)."""
+
+__all__ = ["DEFAULT_MAX_BUFFER_ROWS", "DEFAULT_MIN_ROWS", "MISSING_METHOD", "DriftMonitor",
+           "DriftMonitorStats", "WindowStats"]
 
 
 class WindowStats(BaseModel):
@@ -59,20 +68,31 @@ class DriftMonitorStats(BaseModel):
 @dataclass
 class _Window:
     opened_at: float
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    chunks: list[Any] = field(default_factory=list)  # pandas DataFrames, one per batch
     scores: list[float] = field(default_factory=list)
+    ids: list[str | None] = field(default_factory=list)
+    n: int = 0
     dropped: int = 0
+    last_seq: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Reference:
-    frame: Any  # pandas.DataFrame; typed loosely so pandas is imported only when used
-    numerical: list[str]
-    categorical: list[str]
+    profile: ReferenceProfile
+    frame: Any  # pandas.DataFrame sample for the Evidently report
+    scores: np.ndarray | None
+
+    @property
+    def numerical(self) -> list[str]:
+        return self.profile.numerical
+
+    @property
+    def categorical(self) -> list[str]:
+        return self.profile.categorical
 
     @property
     def features(self) -> list[str]:
-        return [*self.numerical, *self.categorical]
+        return list(self.profile.columns)
 
 
 def _key(model: str, version: str | int) -> tuple[str, str]:
@@ -85,16 +105,38 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
+def _records(frame: Any) -> list[dict[str, Any]]:
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A report plus what the full Evidently report needs (the actor writes it off-path)."""
+
+    report: DriftReport
+    reference: Any
+    current: Any
+    numerical: list[str]
+    categorical: list[str]
+    scheduled_end: float
+    """When the window was due to close (window lag = publish time − this)."""
+
+
 class DriftMonitor:
-    """Per-window data drift of served traffic vs the training reference.
+    """Per-window data and prediction drift of served traffic vs the training reference.
 
     Thread-safe: the actor serves ``record`` calls while a report is being computed.
 
     Args:
         clock: Seconds since the epoch; window bounds come from it (a fake in tests).
-        max_buffer_rows: Rows buffered per model version; more are dropped and counted.
+        max_buffer_rows: Rows buffered per model version and window; more are dropped, counted.
         max_reference_rows: Larger references are down-sampled (seeded) to this many rows.
         drift_share: Share of drifted features at which the dataset counts as drifted.
+        policy: ``cfg.monitoring`` (test thresholds, warning/critical shares); defaults to
+            Evidently's defaults (p 0.05, distance 0.1) and no severities.
+        window_s: Tumbling window length for ``tick`` (``monitoring_timing.drift_window_s``).
+        store: Where state survives a restart; defaults to an in-memory store.
+        report_dir: Folder for the full Evidently reports; None writes none.
 
     Example:
         >>> mon = DriftMonitor()
@@ -112,6 +154,11 @@ class DriftMonitor:
         max_buffer_rows: int = DEFAULT_MAX_BUFFER_ROWS,
         max_reference_rows: int = DEFAULT_MAX_REFERENCE_ROWS,
         drift_share: float = DEFAULT_DRIFT_SHARE,
+        *,
+        policy: MonitoringPolicy | None = None,
+        window_s: float | None = None,
+        store: DriftStore | None = None,
+        report_dir: Path | None = None,
     ) -> None:
         if max_buffer_rows < 1 or max_reference_rows < 1:
             raise UserError("max_buffer_rows and max_reference_rows must be at least 1.")
@@ -121,12 +168,49 @@ class DriftMonitor:
         self.max_buffer_rows = max_buffer_rows
         self.max_reference_rows = max_reference_rows
         self.drift_share = drift_share
+        self.policy = policy
+        self.p_value = policy.p_value if policy else 0.05
+        self.distance_threshold = policy.distance_threshold if policy else 0.1
+        self.window_s = window_s
+        self.report_dir = report_dir
+        self._store = store or DriftStore(":memory:")
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str], _Window] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
         self._latest: dict[tuple[str, str], DriftReport] = {}
-        self._reports_made = 0
         self._rejected = 0
+        self._restore()
+
+    @property
+    def store(self) -> DriftStore:
+        return self._store
+
+    def _restore(self) -> None:
+        """Rebuild references, open windows and latest reports from the store (after a restart)."""
+        import pandas as pd
+
+        for model, version, profile, frame, scores in self._store.references():
+            self._references[(model, version)] = _Reference(
+                ReferenceProfile.from_json(profile), pd.DataFrame.from_records(frame),
+                None if scores is None else np.asarray(scores, dtype=float))
+        for model, version, opened_at, dropped in self._store.windows():
+            window = _Window(opened_at=opened_at, dropped=dropped)
+            for seq, rows, scores, ids in self._store.samples(model, version):
+                window.chunks.append(pd.DataFrame.from_records(rows))
+                window.scores.extend(scores)
+                window.ids.extend(ids if ids is not None else [None] * len(rows))
+                window.n += len(rows)
+                window.last_seq = seq
+            self._windows[(model, version)] = window
+        for key, body in self._store.latest_reports().items():
+            self._latest[key] = DriftReport.model_validate(body)
+
+    def _window(self, key: tuple[str, str]) -> _Window:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(opened_at=self._clock())
+            self._store.open_window(key[0], key[1], window.opened_at)
+        return window
 
     # ------------------------------------------------------------------ inputs
 
@@ -136,22 +220,28 @@ class DriftMonitor:
         version: str | int,
         rows: list[dict[str, Any]],
         features: list[str] | None = None,
+        scores: list[float] | None = None,
     ) -> int:
-        """Set the reference (usually a sample of the training dataset) for a model version.
+        """Set (and store) the reference — a sample of the training data — of a model version.
 
         Numeric columns are compared as numerical features, everything else as categorical.
+        The profile (sorted values, category counts, PSI bins) is computed once here and kept in
+        the store, so it survives a restart and every window reuses it.
 
         Args:
             model: Model name, e.g. ``fraud``.
             version: Model version.
             rows: Reference rows, one dict of feature → value per row.
             features: Columns to monitor; defaults to every column of ``rows``.
+            scores: The model's scores on ``rows`` (reference for prediction drift); without
+                them a version's first closed window is its prediction baseline.
 
         Returns:
             Reference rows kept (down-sampled to ``max_reference_rows``).
 
         Raises:
-            UserError: no rows, rows that are not dicts, or ``features`` not in the rows.
+            UserError: no rows, rows that are not dicts, ``features`` not in the rows, or a
+                score count that differs from the row count.
 
         Example:
             >>> DriftMonitor().set_reference("fraud", "2", [{"amount": 12.5, "country": "DE"}] * 200)
@@ -165,6 +255,9 @@ class DriftMonitor:
                 f"Reference for {key[0]}/{key[1]} must be a non-empty list of dicts "
                 "(feature → value), e.g. a sample of the training dataset's rows."
             )
+        if scores is not None and len(scores) != len(rows):
+            raise UserError(f"Reference scores: {len(scores)} scores for {len(rows)} rows; give "
+                            "one score per row or none.")
         frame = pd.DataFrame.from_records(rows)
         if features is not None:
             missing = [f for f in features if f not in frame.columns]
@@ -180,21 +273,29 @@ class DriftMonitor:
                 f"Reference columns {empty} have no values; drop them (features=[...]) or fix "
                 "the reference sample."
             )
+        score_arr = None if scores is None else pd.Series(scores, dtype=float)
         if len(frame) > self.max_reference_rows:
             frame = frame.sample(n=self.max_reference_rows, random_state=0)
+            if score_arr is not None:
+                score_arr = score_arr.loc[frame.index]
         frame = frame.reset_index(drop=True)
         numerical = [
             str(c) for c in frame.columns
             if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
         ]
         categorical = [str(c) for c in frame.columns if str(c) not in numerical]
+        profile = ReferenceProfile.from_frame(frame, numerical, categorical)
+        ref_scores = None if score_arr is None else score_arr.to_numpy(dtype=float)
+        self._store.put_reference(key[0], key[1], profile.to_json(), _records(frame),
+                                  None if ref_scores is None else ref_scores.tolist(), self._clock())
         with self._lock:
-            self._references[key] = _Reference(frame, numerical, categorical)
-            self._windows.setdefault(key, _Window(opened_at=self._clock()))
+            self._references[key] = _Reference(profile, frame, ref_scores)
+            self._window(key)
         return len(frame)
 
     def record(
-        self, model: str, version: str | int, rows: list[dict[str, Any]], scores: list[float]
+        self, model: str, version: str | int, rows: list[dict[str, Any]], scores: list[float],
+        ids: list[str] | None = None,
     ) -> int:
         """Buffer sampled served rows and their prediction scores for the current window.
 
@@ -206,38 +307,106 @@ class DriftMonitor:
             version: Model version that served the rows.
             rows: Request feature rows (dicts). Keys not in the reference are ignored.
             scores: One prediction score per row.
+            ids: Optional request ids (e.g. transaction ids) that later outcomes join on.
 
         Returns:
             Rows accepted (the rest were dropped).
 
         Raises:
-            UserError: rows are not dicts, or ``scores`` has a different length.
+            UserError: rows are not dicts, or ``scores``/``ids`` have a different length.
 
         Example:
             >>> DriftMonitor(max_buffer_rows=1).record("fraud", 2, [{"a": 1}, {"a": 2}], [0.1, 0.9])
             1
         """
+        import pandas as pd
+
         key = _key(model, version)
-        if not all(isinstance(r, dict) for r in rows) or len(scores) != len(rows):
+        if (not all(isinstance(r, dict) for r in rows) or len(scores) != len(rows)
+                or (ids is not None and len(ids) != len(rows))):
             with self._lock:
                 self._rejected += 1
             raise UserError(
-                f"record({key[0]!r}, {key[1]!r}) needs a list of dict rows and one score per row; "
-                f"got {len(rows)} rows and {len(scores)} scores."
+                f"record({key[0]!r}, {key[1]!r}) needs a list of dict rows and one score (and id, "
+                f"if given) per row; got {len(rows)} rows, {len(scores)} scores"
+                f"{'' if ids is None else f', {len(ids)} ids'}."
             )
         with self._lock:
-            window = self._windows.setdefault(key, _Window(opened_at=self._clock()))
-            room = max(0, self.max_buffer_rows - len(window.rows))
+            window = self._window(key)
+            room = max(0, self.max_buffer_rows - window.n)
             accepted = min(room, len(rows))
-            window.rows.extend(rows[:accepted])
-            window.scores.extend(float(s) for s in scores[:accepted])
+            kept, kept_scores = rows[:accepted], [float(s) for s in scores[:accepted]]
+            kept_ids = None if ids is None else [str(i) for i in ids[:accepted]]
+            if accepted:
+                window.chunks.append(pd.DataFrame.from_records(kept))
+                window.scores.extend(kept_scores)
+                window.ids.extend(kept_ids if kept_ids is not None else [None] * accepted)
+                window.n += accepted
             window.dropped += len(rows) - accepted
+            seq = self._store.add_samples(key[0], key[1], kept, kept_scores, kept_ids,
+                                          len(rows) - accepted)
+            window.last_seq = max(window.last_seq, seq)
         return accepted
+
+    def record_outcomes(self, model: str, outcomes: list[dict[str, Any]]) -> int:
+        """Store outcomes that arrived after the prediction (labels, chargebacks, verdicts).
+
+        Each outcome is ``{"id": <transaction id>, "label": bool, "value_usd": float,
+        "source": "chargeback" | "review" | ...}``; they join the window's predictions on
+        ``id`` (see ``kpi_report``). A later outcome for the same id replaces the earlier one.
+
+        Returns:
+            Outcomes stored.
+
+        Raises:
+            UserError: an outcome without ``id``/``label`` or with a non-numeric value.
+
+        Example:
+            >>> mon.record_outcomes("fraud", [{"id": "tx-1", "label": True, "value_usd": 120.0,
+            ...                                "source": "chargeback"}])
+            1
+        """
+        _key(model, "0")
+        parsed: list[tuple[str, int, float, str]] = []
+        for i, o in enumerate(outcomes):
+            if not isinstance(o, dict) or "id" not in o or "label" not in o:
+                raise UserError(f"Outcome #{i} must be a dict with 'id' and 'label' (and "
+                                f"'value_usd', 'source'); got {o!r}.")
+            try:
+                value = float(o.get("value_usd", 0.0))
+            except (TypeError, ValueError) as exc:
+                raise UserError(f"Outcome #{i} ({o['id']}): value_usd={o.get('value_usd')!r} "
+                                "is not a number.") from exc
+            parsed.append((str(o["id"]), int(bool(o["label"])), value, str(o.get("source", ""))))
+        self._store.add_outcomes(model, parsed, self._clock())
+        return len(parsed)
 
     # ------------------------------------------------------------------ outputs
 
+    def _reference(self, key: tuple[str, str]) -> _Reference:
+        ref = self._references.get(key)
+        if ref is None:
+            known = [f"{m}/{v}" for m, v in self._references]
+            raise NotFoundError(
+                f"No drift reference for {key[0]}/{key[1]}."
+                f"{did_you_mean(f'{key[0]}/{key[1]}', known)} Set one with "
+                f"set_reference('{key[0]}', '{key[1]}', rows) (a sample of the training "
+                f"dataset). References held: {sorted(known)}."
+            )
+        return ref
+
+    def severity(self, share: float) -> str:
+        """``critical`` / ``warning`` / ``none`` from ``monitoring.drift_share_*``."""
+        if self.policy is None:
+            return "none"
+        if share >= self.policy.drift_share_critical:
+            return "critical"
+        if share >= self.policy.drift_share_warning:
+            return "warning"
+        return "none"
+
     def report(self, model: str, version: str | int, min_rows: int = DEFAULT_MIN_ROWS) -> DriftReport:
-        """Compute drift of the current window vs the reference, then open the next window.
+        """Compute drift of the current window vs the reference now, then open the next window.
 
         Args:
             model: Model name.
@@ -245,8 +414,8 @@ class DriftMonitor:
             min_rows: Fewest buffered rows a report may be computed from.
 
         Returns:
-            A ``DriftReport``: per-feature Evidently score, method and verdict, the share of
-            drifted features and the dataset-level verdict.
+            A ``DriftReport``: per-feature score, method and verdict (Evidently's default tests),
+            the share of drifted features, severity, and prediction drift.
 
         Raises:
             NotFoundError: no reference was set for this model version.
@@ -257,45 +426,89 @@ class DriftMonitor:
             >>> sorted(name for name, f in r.features.items() if f.drifted)
             ['amount']
         """
+        return self.close(model, version, min_rows).report
+
+    def close(self, model: str, version: str | int, min_rows: int = DEFAULT_MIN_ROWS,
+              scheduled_end: float | None = None) -> ClosedWindow:
+        """``report`` plus the frames the full Evidently report needs."""
+        import pandas as pd
+
         key = _key(model, version)
-        min_rows = max(1, min_rows)  # Evidently cannot test an empty window
+        min_rows = max(1, min_rows)
         with self._lock:
-            ref = self._references.get(key)
-            if ref is None:
-                known = [f"{m}/{v}" for m, v in self._references]
-                raise NotFoundError(
-                    f"No drift reference for {key[0]}/{key[1]}."
-                    f"{did_you_mean(f'{key[0]}/{key[1]}', known)} Set one with "
-                    f"set_reference('{key[0]}', '{key[1]}', rows) (a sample of the training "
-                    f"dataset). References held: {sorted(known)}."
-                )
-            window = self._windows[key]
-            n = len(window.rows)
+            ref = self._reference(key)
+            window = self._window(key)
+            n = window.n
             if n < min_rows:
                 raise UserError(
                     f"The current window of {key[0]}/{key[1]} has {n} rows; a drift report needs "
                     f"at least {min_rows}. Wait for {min_rows - n} more sampled requests, or pass "
                     "a smaller min_rows."
                 )
-            rows, start = list(window.rows), window.opened_at
-        # Evidently runs outside the lock so record() keeps flowing during the computation.
-        features = self._evidently_drift(ref, rows)
+            chunks, scores, ids = list(window.chunks), list(window.scores), list(window.ids)
+            start, last_seq = window.opened_at, window.last_seq
+            # Rows arriving during the computation belong to the next window.
+            self._windows[key] = _Window(opened_at=self._clock(), dropped=window.dropped)
+        current = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+        features = fast_drift(ref.profile, current, p_value=self.p_value,
+                              distance_threshold=self.distance_threshold)
+        baseline = ref.scores if ref.scores is not None else np.asarray(
+            self._store.first_scores(*key), dtype=float)
+        prediction: FeatureDrift | None = None
+        if len(baseline) and scores:
+            prediction = score_drift(baseline, np.asarray(scores), p_value=self.p_value,
+                                     distance_threshold=self.distance_threshold)
         end = self._clock()
         drifted = sum(f.drifted for f in features.values())
         share = drifted / len(features) if features else 0.0
+        path = None
+        if self.report_dir is not None:
+            stamp = _utc(end).strftime("%Y%m%dT%H%M%S%fZ")
+            path = str(self.report_dir / key[0] / key[1] / f"drift-{stamp}")
         report = DriftReport(
             model=key[0], version=key[1], window_start=_utc(start), window_end=_utc(end),
-            reference_rows=len(ref.frame), current_rows=n, features=features,
+            reference_rows=ref.profile.rows, current_rows=n, features=features,
             share_drifted=share, dataset_drift=bool(features) and share >= self.drift_share,
+            severity=self.severity(share), prediction_drift=prediction, evidently_report=path,
         )
+        self._store.close_window(
+            key[0], key[1], last_seq, report.model_dump(mode="json"), start, end, share,
+            report.severity, [(i, s) for i, s in zip(ids, scores, strict=True) if i is not None])
         with self._lock:
-            # Rows that arrived during the computation belong to the next window.
-            window.rows = window.rows[n:]
-            window.scores = window.scores[n:]
-            window.opened_at = end
+            # The next window opened when the computation started; persist its real start.
+            self._windows[key].opened_at = min(self._windows[key].opened_at, end)
+            self._store.open_window(key[0], key[1], self._windows[key].opened_at,
+                                    self._windows[key].dropped)
             self._latest[key] = report
-            self._reports_made += 1
-        return report
+        return ClosedWindow(report, ref.frame, current, ref.numerical, ref.categorical,
+                            scheduled_end if scheduled_end is not None else end)
+
+    def due(self) -> list[tuple[str, str, float]]:
+        """Windows older than ``window_s`` that have a reference: ``(model, version, due_at)``."""
+        if self.window_s is None:
+            return []
+        now = self._clock()
+        with self._lock:
+            return [(m, v, w.opened_at + self.window_s) for (m, v), w in self._windows.items()
+                    if (m, v) in self._references and now >= w.opened_at + self.window_s]
+
+    def tick(self, min_rows: int = DEFAULT_MIN_ROWS) -> list[ClosedWindow]:
+        """Close every due tumbling window that has at least ``min_rows`` rows.
+
+        A due window with fewer rows stays open (and keeps its rows) until it has enough, so a
+        quiet model is reported on less often rather than on noise.
+
+        Example:
+            >>> [c.report.severity for c in mon.tick()]
+            ['critical']
+        """
+        closed = []
+        for model, version, due_at in self.due():
+            try:
+                closed.append(self.close(model, version, min_rows, scheduled_end=due_at))
+            except UserError:
+                continue
+        return closed
 
     def latest_report(self, model: str, version: str | int) -> DriftReport | None:
         """The last report computed for a model version, or None.
@@ -306,6 +519,15 @@ class DriftMonitor:
         """
         with self._lock:
             return self._latest.get(_key(model, version))
+
+    def set_report(self, report: DriftReport) -> None:
+        """Replace the latest report of its version (the actor adds the Evidently path)."""
+        key = (report.model, report.version)
+        self._store.update_report(key[0], key[1], report.window_end.timestamp(),
+                                  report.model_dump(mode="json"))
+        with self._lock:
+            if self._latest.get(key, report).window_end == report.window_end:
+                self._latest[key] = report
 
     def stats(self) -> DriftMonitorStats:
         """Buffered rows, drops and reports, in total and per window.
@@ -319,75 +541,14 @@ class DriftMonitor:
             for (m, v), w in self._windows.items():
                 ref = self._references.get((m, v))
                 windows[f"{m}/{v}"] = WindowStats(
-                    buffered_rows=len(w.rows), dropped_rows=w.dropped,
-                    reference_rows=0 if ref is None else len(ref.frame),
+                    buffered_rows=w.n, dropped_rows=w.dropped,
+                    reference_rows=0 if ref is None else ref.profile.rows,
                     window_start=_utc(w.opened_at),
                     mean_score=sum(w.scores) / len(w.scores) if w.scores else None,
                 )
             return DriftMonitorStats(
                 buffered_rows=sum(w.buffered_rows for w in windows.values()),
                 dropped_rows=sum(w.dropped_rows for w in windows.values()),
-                rejected_batches=self._rejected, reports_made=self._reports_made,
+                rejected_batches=self._rejected, reports_made=self._store.report_count(),
                 windows=windows,
             )
-
-    # ------------------------------------------------------------------ Evidently
-
-    def _evidently_drift(self, ref: _Reference, rows: list[dict[str, Any]]) -> dict[str, FeatureDrift]:
-        import pandas as pd
-        from evidently import DataDefinition, Dataset, Report
-        from evidently.metrics import ValueDrift
-
-        current = pd.DataFrame.from_records(rows).reindex(columns=ref.features)
-        for col in ref.numerical:
-            # A non-numeric value in a numeric feature is itself a sign of trouble; treat it as
-            # missing rather than failing the whole report.
-            current[col] = pd.to_numeric(current[col], errors="coerce")
-        # Evidently refuses an all-missing column; a feature the traffic stopped sending is the
-        # loudest drift there is, so it is reported as drifted instead of failing the report.
-        empty = [c for c in ref.features if current[c].isna().all()]
-        missing = {c: FeatureDrift(score=1.0, method=MISSING_METHOD, drifted=True) for c in empty}
-        numerical = [c for c in ref.numerical if c not in missing]
-        categorical = [c for c in ref.categorical if c not in missing]
-        if not numerical and not categorical:
-            return missing
-        definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
-        # One ValueDrift per feature is what DataDriftPreset expands to (same automatic choice
-        # of test and threshold per column type and size), minus the preset's dataset-level
-        # HTML table, whose plotly rendering was about half the report's time here.
-        snapshot = Report(
-            [ValueDrift(column=col) for col in [*numerical, *categorical]], include_tests=True
-        ).run(
-            Dataset.from_pandas(current.drop(columns=empty), data_definition=definition),
-            Dataset.from_pandas(ref.frame.drop(columns=empty), data_definition=definition),
-        )
-        features = _parse_snapshot(snapshot.dict())
-        return {c: missing.get(c) or features[c] for c in ref.features}
-
-
-def _parse_snapshot(result: dict[str, Any]) -> dict[str, FeatureDrift]:
-    """Per-column ``ValueDrift`` score/method plus its test's pass/fail from a Report dict.
-
-    Evidently 0.7 puts the score in the metric's ``value`` and the verdict in a test bound to
-    the metric id (status FAIL = drift detected; it already knows whether the method is a
-    p-value, where low means drift, or a distance, where high does).
-    """
-    verdicts = {
-        t["metric_config"]["metric_id"]: str(getattr(t["status"], "value", t["status"])) == "FAIL"
-        for t in result.get("tests", [])
-        if t.get("id") == "drift"
-    }
-    features: dict[str, FeatureDrift] = {}
-    for m in result["metrics"]:
-        config = m["config"]
-        if not config.get("type", "").endswith(":ValueDrift"):
-            continue
-        score = float(m["value"])
-        features[config["column"]] = FeatureDrift(
-            # NaN (e.g. an all-missing column) cannot be exported or compared: report it as
-            # maximal drift so a person looks at it.
-            score=score if math.isfinite(score) else 1.0,
-            method=f"{config.get('method')} (threshold {config.get('threshold')})",
-            drifted=verdicts.get(m["id"], False) or not math.isfinite(score),
-        )
-    return features

@@ -109,7 +109,7 @@ def test_report_without_reference_says_how_to_set_one(monitor) -> None:
 
 def test_malformed_batches_are_refused_and_counted(monitor) -> None:
     mon, _ = monitor
-    with pytest.raises(UserError, match="one score per row; got 2 rows and 1 scores"):
+    with pytest.raises(UserError, match="got 2 rows, 1 scores"):
         mon.record("fraud", 2, [{"amount": 1.0}, {"amount": 2.0}], [0.3])
     with pytest.raises(UserError, match="list of dict rows"):
         mon.record("fraud", 2, ["not-a-dict"], [0.3])  # type: ignore[list-item]

@@ -1,0 +1,95 @@
+"""OpenAI request parsing names the offending field; stop strings cut streamed text exactly."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlplat.llm import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    LLMRequestError,
+    StopFilter,
+    parse_request,
+)
+
+CHAT = {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_valid_chat_and_completion_parse() -> None:
+    req = parse_request(json.dumps({**CHAT, "max_tokens": 5, "stream": True, "stop": "\n",
+                                    "temperature": 0, "user": "u1"}), ChatCompletionRequest)
+    assert req.max_tokens == 5 and req.stream and req.stop_list() == ["\n"]
+    assert req.user == "u1"
+    comp = parse_request(b'{"model": "tiny-chat", "prompt": "the router"}', CompletionRequest)
+    assert comp.prompt == "the router" and comp.max_tokens is None and comp.stop_list() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "match"),
+    [
+        (b"{not json", "<body>", "not valid JSON"),
+        (b"[1, 2]", "<body>", "must be a JSON object, got list"),
+        ({"messages": CHAT["messages"]}, "model", "model: Field required"),
+        ({**CHAT, "messages": []}, "messages", "messages: List should have at least 1 item"),
+        ({**CHAT, "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role",
+         "messages.0.role: Input should be 'system', 'user' or 'assistant' .got 'robot'"),
+        ({**CHAT, "messages": [{"role": "user"}]}, "messages.0.content", "Field required"),
+        ({**CHAT, "max_tokens": 0}, "max_tokens", "greater than or equal to 1"),
+        ({**CHAT, "temperature": 3}, "temperature", "less than or equal to 2"),
+        ({**CHAT, "n": 2}, "n", "Input should be 1"),
+        ({**CHAT, "stop": ["a", ""]}, "stop", "at most 4 non-empty stop strings"),
+        ({**CHAT, "logit_bias": {"1": 2}}, "logit_bias", "unknown or unsupported field"),
+        ({**CHAT, "stream_options": {"include_usage": "maybe"}},
+         "stream_options.include_usage", "valid boolean"),
+    ],
+)
+def test_bad_request_names_the_field(body, field, match) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body)
+    with pytest.raises(LLMRequestError, match=match) as info:
+        parse_request(raw, ChatCompletionRequest)
+    assert info.value.field == field
+    assert info.value.http_status == 400
+    assert info.value.body()["error"]["param"] == field
+
+
+def test_completion_rejects_a_list_of_prompts() -> None:
+    with pytest.raises(LLMRequestError, match=r"prompt: Input should be a valid string") as info:
+        parse_request(b'{"model": "m", "prompt": ["a", "b"]}', CompletionRequest)
+    assert info.value.field == "prompt"
+
+
+def test_stop_filter_holds_back_a_possible_stop_prefix() -> None:
+    f = StopFilter(["END"])
+    assert f.feed("abcE") == ("abc", False)   # "E" may start "END"
+    assert f.feed("x") == ("Ex", False)       # it did not
+    assert f.feed("EN") == ("", False)
+    assert f.feed("Dtail") == ("", True)
+    assert f.feed("more") == ("", True)
+    g = StopFilter(["END"])
+    g.feed("abE")
+    assert g.flush() == "E"                   # stream ended: held text is released
+
+
+@given(text=st.text(alphabet="ab\n", max_size=40),
+       cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=8),
+       stops=st.lists(st.text(alphabet="ab\n", min_size=1, max_size=3), min_size=1, max_size=3))
+def test_stop_filter_equals_cutting_at_the_first_stop(text, cuts, stops) -> None:
+    """However the text is chunked, the output is the text up to the earliest stop string."""
+    bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
+    f = StopFilter(stops)
+    out, stopped = "", False
+    for a, b in itertools.pairwise(bounds):
+        piece, stopped = f.feed(text[a:b])
+        out += piece
+        if stopped:
+            break
+    if not stopped:
+        out += f.flush()
+    first = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    assert stopped == (first >= 0)
+    assert out == (text[:first] if first >= 0 else text)
