@@ -115,6 +115,11 @@ def run_demo(
                     {"hidden_units": app.training.hidden_units * 2,
                      "learning_rate": app.training.learning_rate / 2}, console)
     with _step(summary, console, "5+6. gates, deploy, shadow → canary → production with live traffic"):
+        # Start the cost meter first: it samples Ray's state API, so it sees the replicas
+        # while they serve (nothing is recorded by hand).
+        from mlplat.governance import get_cost_meter
+
+        get_cost_meter(cfg, dashboard_url=dashboard_url)
         _rollout(cfg, app, v1, v2, summary, requests_per_stage, console)
     with _step(summary, console, "7. drift and cost"):
         _drift(cfg, app, v2, summary, console)
@@ -329,11 +334,7 @@ def _cost(cfg: PlatformConfig, app: AppConfig, dashboard_url: str, summary: Demo
 
     from mlplat.governance import get_cost_meter
 
-    meter = get_cost_meter(cfg, dashboard_url=dashboard_url)
-    # Replica time: the router's replicas held their CPUs on the serving pool while deployed.
-    cpus = app.serving.num_replicas * app.serving.num_cpus_per_replica
-    ray.get(meter.record_usage.remote(app.team, app.name, "replica", app.serving.pool, cpus,
-                                      summary.serving_s, f"serve:{app.name}"))
+    meter = get_cost_meter(cfg, dashboard_url=dashboard_url)  # measured replicas since deploy
     served = sum(sum(s["observed"].values()) for s in summary.stages)
     ray.get(meter.record_inferences.remote(app.name, served))
     report = ray.get(meter.report.remote(collect=True), timeout=120)
