@@ -164,3 +164,21 @@ def start_mlflow_server(workdir: Path, backend_uri: str, port: int | None = None
     wait_for_port(port, timeout_s=120, proc=proc)
     return Service("mlflow", port, f"http://127.0.0.1:{port}", proc=proc, workdir=workdir, log=log,
                    group=True)
+
+
+def poll(fn, ok, timeout_s: float, what: str, interval_s: float = 0.3):  # type: ignore[no-untyped-def]
+    """Call ``fn`` until ``ok(result)`` or the deadline; errors count as "not yet".
+
+    Returns the first accepted result; raises AssertionError naming ``what`` and the last result.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if ok(last):
+                return last
+        except Exception as exc:
+            last = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"{what} not reached in {timeout_s}s; last: {last!r}")

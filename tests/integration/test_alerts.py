@@ -11,37 +11,24 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
 
 from mlplat.config import load_config
-from tests.services import free_port, wait_for_port
+from tests.services import free_port, poll, wait_for_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 ALERT_BOUND_S = 90.0
 """Our bound for drift → alert in Alertmanager (design SLO: slos.monitoring.critical_alert_s)."""
 
 
-def poll(fn: Callable[[], T], ok: Callable[[T], bool], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if ok(last):
-                return last
-        except Exception as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached in {timeout_s}s; last: {last!r}")
 
 
 class OnCall:

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from mlplat.config import load_config
+from tests.services import poll
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 CPUS, MEMORY_GIB, DURATIONS_S = 0.5, 0.25, (3.0, 5.0)
 
 WORKLOAD = f'''
@@ -38,18 +36,6 @@ print(json.dumps(ray.get([work.remote(s) for s in {list(DURATIONS_S)}])))
 '''
 
 
-def poll(fn: Callable[[], T], ok: Callable[[T], bool], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if ok(last):
-                return last
-        except Exception as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached in {timeout_s}s; last: {last!r}")
 
 
 def test_known_workload_is_charged_within_5_percent(ray_cluster: str, ray_dashboard_url: str,

@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,26 +16,13 @@ import pytest
 from mlplat.config import load_config
 from mlplat.contracts.v1 import DriftReport
 from mlplat.governance import CostReport
-from tests.services import free_port
+from tests.services import free_port, poll
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 
 
-def poll(fn: Callable[[], T], ok: Callable[[T], bool], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if ok(last):
-                return last
-        except Exception as exc:  # the actor may be restarting
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout_s}s; last: {last!r}")
 
 
 def rows(seed: int, n: int, amount_shift: float = 0.0,

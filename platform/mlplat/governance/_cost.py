@@ -14,7 +14,6 @@ restart and reports can cover any period (``since``).
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlplat._sqlite import open_store_db
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import CostRecord
 from mlplat.errors import InfraError, MlplatError, UserError
@@ -103,13 +103,7 @@ class CostStore:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
         self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise InfraError(f"Cannot open the cost store at {self.path}: {exc}") from exc
+        self._db = open_store_db(self.path, _SCHEMA, "cost store")
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

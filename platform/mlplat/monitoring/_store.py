@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlplat.errors import InfraError
+from mlplat._sqlite import open_store_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS refs (model TEXT, version TEXT, profile TEXT, frame TEXT, scores TEXT,
@@ -50,13 +50,7 @@ class DriftStore:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
         self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise InfraError(f"Cannot open the drift store at {self.path}: {exc}") from exc
+        self._db = open_store_db(self.path, _SCHEMA, "drift store")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
