@@ -108,14 +108,20 @@ def test_cost_is_attributed_to_the_team(demo) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_audit_chain_verifies_then_detects_an_edit(demo) -> None:
+def test_audit_chain_verifies_then_detects_an_edit(demo, tmp_path: Path) -> None:
     from mlplat.governance import AuditLog
+    from mlplat.governance._audit_store import SqliteAuditStore
 
     cfg, summary, _ = demo
     assert summary.audit["ok"] and summary.audit["records"] >= 5
-    log = AuditLog(cfg)
+    assert AuditLog(cfg).verify().ok
+    # Tamper with a copy: the session's log is shared with every later test.
+    db = tmp_path / "audit-copy.db"
+    with sqlite3.connect(cfg.local_path(cfg.active_profile().audit.path)) as src, \
+            sqlite3.connect(db) as dst:
+        src.backup(dst)
+    log = AuditLog(cfg, store=SqliteAuditStore(db))
     assert log.verify().ok
-    db = cfg.local_path(cfg.active_profile().audit.path)
     # Someone with write access to the file: the store's triggers refuse UPDATE, so they drop
     # them first and rewrite record 2's body.
     with sqlite3.connect(db) as conn:
