@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+LABEL_TABLE = "transactions"
+"""The label set among the tables `generate` writes (`mlplat data build fraud` reads it)."""
+
 CATEGORIES = [
     "grocery",
     "restaurant",

@@ -18,6 +18,7 @@ from mlplat.cli import (
     _lineage,
     _models,
     _monitoring,
+    _selfservice,
 )
 from mlplat.errors import MlplatError
 
@@ -39,6 +40,13 @@ app.add_typer(_models.models_app, name="models")
 app.add_typer(_deploy.deploy_app, name="deploy")
 app.add_typer(_data.data_app, name="data")
 app.add_typer(_data.features_app, name="features")
+_models.models_app.command("new")(_selfservice.new)
+_models.models_app.command("check")(_selfservice.check)
+_models.models_app.command("render")(_selfservice.render)
+_data.data_app.command("generate")(_selfservice.generate)
+_data.data_app.command("build")(_selfservice.build)
+app.command("train")(_selfservice.train_cmd)
+app.command("sweep")(_selfservice.sweep_cmd)
 app.command("rollback")(_deploy.rollback)
 app.command("demo")(_demo.demo)
 

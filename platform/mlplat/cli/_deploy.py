@@ -68,6 +68,7 @@ def apply(
 
     from mlplat.apps import load_app
     from mlplat.cluster import cluster_status
+    from mlplat.jobs import dashboard_url
 
     cfg = config(config_path)
     try:
@@ -81,7 +82,7 @@ def apply(
         console.print(f"[red]error:[/red] {path}: {exc}")
         raise typer.Exit(2) from exc
     state = cluster_status(cfg)
-    address = state.dashboard_url if state else "http://127.0.0.1:8265"
+    address = state.dashboard_url if state else dashboard_url(cfg)
     serve_bin = shutil.which("serve", path=str(Path(sys.executable).parent)) or "serve"
     result = subprocess.run([serve_bin, "deploy", str(path), "--address", address])
     if result.returncode != 0:
@@ -232,8 +233,12 @@ def _print_rollout(out: dict[str, Any], json_out: bool) -> None:
     if json_out:
         print_json(out)
         return
-    console.print(f"rollout {out['id']}: v{out['baseline']} → v{out['candidate']}, "
-                  f"stage {out['stage']}, status {out['status']} (source {out['source']})")
+    if out["baseline"] is None:
+        console.print(f"first release of {out['app']}: v{out['candidate']}, status {out['status']}"
+                      + (f", serving at {out['endpoint']}" if out.get("endpoint") else ""))
+    else:
+        console.print(f"rollout {out['id']}: v{out['baseline']} → v{out['candidate']}, "
+                      f"stage {out['stage']}, status {out['status']} (source {out['source']})")
     for h in out["history"]:
         if h["event"] == "gates":
             for g in h["gates"]:

@@ -21,8 +21,10 @@ from mlplat.data._availability import check_features as check_features
 from mlplat.data._dataset import build_dataset as build_dataset
 from mlplat.data._dataset import read_manifest as read_manifest
 from mlplat.data._feast import apply_features as apply_features
+from mlplat.data._feast import check_views as check_views
 from mlplat.data._feast import feast_env as feast_env
 from mlplat.data._feast import feature_store as feature_store
+from mlplat.data._feast import load_definitions as load_definitions
 from mlplat.data._feast import materialize as materialize
 from mlplat.data._feast import raw_dir as raw_dir
 from mlplat.data._featurelog import FeatureLogger as FeatureLogger
@@ -47,9 +49,11 @@ __all__ = [
     "build_dataset",
     "check_feature_spec",
     "check_features",
+    "check_views",
     "feast_env",
     "feature_log_uri",
     "feature_store",
+    "load_definitions",
     "materialize",
     "raw_dir",
     "read_manifest",

@@ -224,7 +224,7 @@ def check_views(app: AppConfig, views: dict[str, FeatureView]) -> None:
             if f in owner and owner[f] != ref.name:
                 raise UserError(
                     f"Feature '{f}' is listed by both feature view '{owner[f]}' and "
-                    f"'{ref.name}' in {app.path / 'app.yaml'}; a dataset column can hold only "
+                    f"'{ref.name}' in {app.manifest}; a dataset column can hold only "
                     "one of them. Rename the feature in one view (e.g. "
                     f"'{ref.name}__{f}') or drop it from one of the views."
                 )
@@ -232,7 +232,7 @@ def check_views(app: AppConfig, views: dict[str, FeatureView]) -> None:
     for ref in app.features.feature_views:
         if ref.name not in views:
             raise NotFoundError(
-                f"Unknown feature view '{ref.name}' in {app.path / 'app.yaml'}."
+                f"Unknown feature view '{ref.name}' in {app.manifest}."
                 f"{did_you_mean(ref.name, views)} Views defined in "
                 f"{app.feature_repo / DEFINITIONS_FILE}: {sorted(views)}."
             )
@@ -241,7 +241,7 @@ def check_views(app: AppConfig, views: dict[str, FeatureView]) -> None:
         if missing:
             raise NotFoundError(
                 f"Feature view '{ref.name}' has no feature(s) {missing}"
-                f"{did_you_mean(missing[0], have)} It defines {have}; fix app.yaml or "
+                f"{did_you_mean(missing[0], have)} It defines {have}; fix the app file or "
                 f"{app.feature_repo / DEFINITIONS_FILE}."
             )
 

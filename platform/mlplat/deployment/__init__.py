@@ -10,6 +10,7 @@ Example:
 from mlplat.contracts.v1 import GateResult as GateResult
 from mlplat.contracts.v1 import TrafficSplit as TrafficSplit
 from mlplat.deployment._admin import override as override
+from mlplat.deployment._admin import first_release as first_release
 from mlplat.deployment._admin import promote as promote
 from mlplat.deployment._admin import promotion_status as promotion_status
 from mlplat.deployment._admin import rollback as rollback
@@ -104,6 +105,7 @@ __all__ = [
     "p99_of",
     "parse_predict_request",
     "post_alert",
+    "first_release",
     "promote",
     "promotion_plan",
     "promotion_status",

@@ -40,15 +40,69 @@ def promote(cfg: PlatformConfig, app: str, version: str, *, actor: str, reason: 
             controller: str = CONTROLLER_ACTOR) -> dict[str, Any]:
     """Gate ``version`` and start its rollout (shadow → canary steps → production).
 
+    An app with no production version yet (never deployed) gets its *first release* instead:
+    the same gates, then the router is deployed with all traffic on ``version``, the
+    ``production`` alias set and the app handed to the controller — so `mlplat deploy promote`
+    is the one command for a new model and for every later version.
+
     Returns:
-        The rollout; ``status`` is ``running`` or ``rejected`` (then ``history[0]["gates"]``
-        says which gate failed and why).
+        The rollout; ``status`` is ``running``, ``released`` (first release) or ``rejected``
+        (then ``history[0]["gates"]`` says which gate failed and why).
 
     Example:
         >>> promote(cfg, "fraud", "4", actor="alice", reason="weekly retrain")["stage"]  # doctest: +SKIP
         'shadow'
     """
+    if not _has_production(cfg, app, controller):
+        return first_release(cfg, app, version, actor=actor, reason=reason, controller=controller)
     return _call(cfg, controller, "start", app, version, actor, reason, "manual")  # type: ignore[no-any-return]
+
+
+def _has_production(cfg: PlatformConfig, app: str, controller: str) -> bool:
+    from mlplat.errors import NotFoundError
+
+    try:
+        return _call(cfg, controller, "status", app).get("last_good") is not None
+    except NotFoundError:  # the controller does not manage the app: never deployed
+        return False
+
+
+def first_release(cfg: PlatformConfig, app: str, version: str, *, actor: str, reason: str = "",
+                  controller: str = CONTROLLER_ACTOR) -> dict[str, Any]:
+    """Gate ``version`` of a never-deployed app and, if it passes, serve it at 100 %.
+
+    Gates and the deployment are audited (``deployment.first_release``); a rejected version
+    leaves nothing deployed.
+    """
+    import time
+
+    from mlplat.apps import load_app
+    from mlplat.contracts.v1 import TrafficSplit
+    from mlplat.deployment._api import deploy
+    from mlplat.deployment._audit import audit_sink
+    from mlplat.deployment._gates import evaluate_gates, gates_passed
+    from mlplat.experiment import load_model_version, set_alias
+
+    manifest = load_app(app, cfg)
+    results = evaluate_gates(cfg, manifest, load_model_version(cfg, manifest.name, version))
+    passed = gates_passed(results)
+    gates = [r.model_dump() for r in results]
+    out: dict[str, Any] = {
+        "id": f"first-release-{manifest.name}-{version}", "app": manifest.name,
+        "baseline": None, "candidate": version, "source": "manual",
+        "stage": "production" if passed else "gates",
+        "status": "released" if passed else "rejected",
+        "history": [{"t": time.time(), "event": "gates", "passed": passed, "gates": gates}],
+    }
+    audit_sink(cfg)(actor, "deployment.first_release", manifest.name, reason=reason,
+                    details={"candidate": version, "gates": gates},
+                    outcome="ok" if passed else "denied")
+    if passed:
+        out["endpoint"] = deploy(cfg, manifest, TrafficSplit(weights={version: 100.0}),
+                                 actor=actor, reason=reason or "first release",
+                                 controller=controller)
+        set_alias(cfg, manifest.name, "production", version)
+    return out
 
 
 def override(cfg: PlatformConfig, app: str, *, person: str, reason: str,

@@ -20,6 +20,7 @@ from mlplat.training._train import TrainResult as TrainResult
 from mlplat.training._train import apply_overrides as apply_overrides
 from mlplat.training._train import default_run_name as default_run_name
 from mlplat.training._train import load_model_builder as load_model_builder
+from mlplat.training._train import run_progress as run_progress
 from mlplat.training._train import train as train
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "fit_preprocessor",
     "load_model_builder",
     "read_step_log",
+    "run_progress",
     "split_indices",
     "sweep",
     "train",

@@ -73,7 +73,8 @@ def read_step_log(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
 
     ``steps`` holds one record per optimizer step rank 0 executed (``step``, ``loss``,
     ``attempt``, ``t``), replays after a failure included; ``starts`` one record per worker
-    start (``rank``, ``pid``, ``node_id``, ``attempt``, ``step``). Empty for remote storage.
+    start (``rank``, ``pid``, ``node_id``, ``attempt``, ``step``, ``total_steps``). Empty for
+    remote storage.
 
     Example:
         >>> log = read_step_log(".mlplat/checkpoints/nightly")
@@ -190,6 +191,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 "node_id": ray.get_runtime_context().get_node_id(),
                 "attempt": attempt,
                 "step": global_step,
+                "total_steps": epochs * batches_per_epoch(len(x_train), world, batch_size),
                 "t": time.time(),
             },
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import sys
@@ -30,6 +31,8 @@ from mlplat.apps import AppConfig, TrainingConfig
 from mlplat.config import PlatformConfig
 from mlplat.errors import InfraError, NotFoundError, UserError, did_you_mean
 from mlplat.training import _dataset, _loop
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.py"
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -409,6 +412,7 @@ def train(
             # The held-out split: SHAP values, per-slice fairness and its SHA-256 on the card.
             evaluation=(split.x_val, split.y_val),
         )
+    _refresh_catalog(cfg, logged.name)
     t_done = time.perf_counter()
     return TrainResult(
         run_id=logged.run_id,
@@ -429,3 +433,34 @@ def train(
             "total": round(t_done - t0, 3),
         },
     )
+
+
+def _refresh_catalog(cfg: PlatformConfig, model: str) -> None:
+    """Index the new version in the model catalog now; a catalog failure never fails training
+    (`mlplat catalog refresh` catches up)."""
+    try:
+        from mlplat.governance import refresh_catalog
+
+        refresh_catalog(cfg, [model])
+    except Exception as exc:  # the registered version stands; only its catalog entry lags
+        logger.warning("catalog refresh after registering %s failed: %s", model, exc)
+
+
+def run_progress(cfg: PlatformConfig, run_name: str) -> dict[str, Any] | None:
+    """How far a run is: ``{"step", "total_steps", "loss"}`` from its step log, or None.
+
+    None until rank 0 has started, and always for object-store roots (the step log is local).
+
+    Example:
+        >>> run_progress(cfg, "churn-20261126-1015")   # doctest: +SKIP
+        {'step': 12, 'total_steps': 40, 'loss': 0.52}
+    """
+    storage = _storage(cfg)
+    if "://" in storage:
+        return None
+    log = _loop.read_step_log(f"{storage}/{run_name}")
+    totals = [s["total_steps"] for s in log["starts"] if s.get("total_steps")]
+    if not totals:
+        return None
+    last = log["steps"][-1] if log["steps"] else {"step": 0, "loss": float("nan")}
+    return {"step": int(last["step"]), "total_steps": int(totals[-1]), "loss": last["loss"]}

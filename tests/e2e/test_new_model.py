@@ -1,0 +1,185 @@
+"""docs/new-model.md, run as written: a second app from the template (not fraud) goes from
+`mlplat models new` to production through the promotion pipeline and into the catalog, with no
+hand edits between steps.
+
+The test reads every ``$ …`` line of the walkthrough and runs it in order — `mlplat` commands
+through the real CLI (in-process, on the session cluster), `pytest` as a subprocess, `curl` as
+the same HTTP request — in a scratch platform checkout (a copy of platform.yaml; the app is
+generated under its apps/), so the repository is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "docs" / "new-model.md"
+
+
+def walkthrough() -> list[str]:
+    """The ``$ `` lines of the doc's console blocks, in order."""
+    commands, inside = [], False
+    for line in DOC.read_text().splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```console"
+        elif inside and line.startswith("$ "):
+            commands.append(line[2:].strip())
+    return commands
+
+
+@pytest.fixture()
+def checkout(tmp_path: Path, ray_cluster: str, ray_dashboard_url: str,
+             session_home: Path) -> Iterator[Path]:
+    """A scratch platform checkout: platform.yaml (copied) and an empty apps/."""
+    shutil.copy(REPO / "platform.yaml", tmp_path / "platform.yaml")
+    (tmp_path / "apps").mkdir()
+    saved = {k: os.environ.get(k) for k in ("MLPLAT_CONFIG", "RAY_ADDRESS")}
+    os.environ["MLPLAT_CONFIG"] = str(tmp_path / "platform.yaml")
+    os.environ["RAY_ADDRESS"] = ray_dashboard_url  # where `mlplat train` submits jobs
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(cwd)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class Traffic:
+    """Prediction requests in the background while a rollout runs (what users would send)."""
+
+    def __init__(self, url: str, body: dict) -> None:
+        self.url, self.body = url, body  # the doc's request, for many customers (sticky split)
+        self.versions: dict[str, int] = {}
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=10) as client:
+            customer = 0
+            while not self._stop.is_set():
+                customer = customer % 200 + 1
+                resp = client.post(self.url, json={**self.body, "entity": {"customer_id": customer}})
+                if resp.status_code == 200:
+                    v = resp.json()["version"]
+                    self.versions[v] = self.versions.get(v, 0) + 1
+                else:
+                    self.errors += 1
+                time.sleep(0.05)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def test_walkthrough_takes_a_new_app_to_production(checkout: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlplat.apps import load_app
+    from mlplat.cli import app as cli
+    from mlplat.config import load_config
+    from mlplat.deployment import endpoint_url, undeploy
+
+    runner = CliRunner()
+    commands = walkthrough()
+    assert commands[0].startswith("mlplat models new churn"), commands
+    outputs: dict[str, str] = {}
+    body: dict = {}
+    cfg = None
+    try:
+        for command in commands:
+            argv = shlex.split(command)
+            if argv[0] == "pytest":
+                proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
+                                       "no:cacheprovider", *argv[1:]],
+                                      capture_output=True, text=True, timeout=300)
+                assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+                outputs[command] = proc.stdout
+                continue
+            if argv[0] == "curl":
+                cfg = load_config()
+                body = json.loads(argv[argv.index("-d") + 1])
+                import httpx
+
+                url = endpoint_url(cfg, load_app("churn", cfg)) + "/predict"
+                doc_url = next(a for a in argv if a.startswith("http"))
+                assert doc_url.split("/v1/", 1)[1] == url.split("/v1/", 1)[1]
+                resp = httpx.post(url, json=body, timeout=30)
+                assert resp.status_code == 200, resp.text
+                assert resp.json()["version"] == "1" and 0 <= resp.json()["score"] <= 1
+                continue
+            assert argv[0] == "mlplat", command
+            if "--promote" in argv:  # the rollout needs live traffic to judge SLOs
+                cfg = load_config()
+                traffic = Traffic(endpoint_url(cfg, load_app("churn", cfg)) + "/predict", body)
+                with traffic:
+                    result = runner.invoke(cli, argv[1:], catch_exceptions=False)
+                    assert result.exit_code == 0, result.output
+                    outputs[command] = result.output
+                    status = _until_production(runner, cli, "2")
+                assert traffic.errors == 0 and traffic.versions.get("2", 0) > 0, traffic.versions
+                continue
+            if argv[1:3] == ["deploy", "status"]:
+                outputs[command] = status
+                continue
+            result = runner.invoke(cli, argv[1:], catch_exceptions=False)
+            assert result.exit_code == 0, f"{command}\n{result.output}"
+            outputs[command] = result.output
+
+        generated = checkout / "apps" / "churn"
+        assert (generated / "app.py").is_file()
+        assert "GENERATED" in (generated / "serve_config.yaml").read_text()
+        assert "ready" in outputs["mlplat models check churn"]
+        train_out = outputs["mlplat train churn --epochs 3 --lr 0.01 --workers 2"]
+        assert "registered churn version 1" in train_out and "MLflow run" in train_out
+        assert "first release of churn: v1, status released" in \
+            outputs['mlplat deploy promote churn 1 --reason "first release"']
+        assert "last good version 2" in status
+        found = outputs["mlplat catalog search churn"]
+        assert "churn" in found and "risk" in found
+        from mlplat.experiment import get_alias
+
+        assert str(get_alias(load_config(), "churn", "production")) == "2"
+    finally:
+        if cfg is not None:
+            try:
+                undeploy(cfg, load_app("churn", cfg), actor="test", reason="cleanup")
+            except Exception:
+                pass
+
+
+def _until_production(runner, cli, version: str, timeout_s: float = 240) -> str:
+    deadline = time.monotonic() + timeout_s
+    out = ""
+    while time.monotonic() < deadline:
+        result = runner.invoke(cli, ["deploy", "status", "churn"], catch_exceptions=False)
+        out = result.output
+        if f"last good version {version}" in out:
+            return out
+        assert "rolled_back" not in out and "rejected" not in out, out
+        time.sleep(1.0)
+    raise AssertionError(f"v{version} did not reach production in {timeout_s:.0f}s:\n{out}")
