@@ -1,6 +1,7 @@
 """docs/new-model.md, run as written: a second app from the template (not fraud) goes from
 `mlplat models new` to production through the promotion pipeline and into the catalog, with no
-hand edits between steps.
+hand edits between steps. Then the closed loop on that app: the world shifts, drift in its
+served traffic triggers a retraining job, and the retrained version reaches shadow.
 
 The test reads every ``$ …`` line of the walkthrough and runs it in order — `mlplat` commands
 through the real CLI (in-process, on the session cluster), `pytest` as a subprocess, `curl` as
@@ -63,10 +64,11 @@ def checkout(tmp_path: Path, ray_cluster: str, ray_dashboard_url: str,
 
 
 class Traffic:
-    """Prediction requests in the background while a rollout runs (what users would send)."""
+    """Prediction requests in the background while a rollout runs: the app's population (the
+    most recent labelled events), as users would send them."""
 
-    def __init__(self, url: str, body: dict) -> None:
-        self.url, self.body = url, body  # the doc's request, for many customers (sticky split)
+    def __init__(self, url: str, bodies: list[dict]) -> None:
+        self.url, self.bodies = url, bodies
         self.versions: dict[str, int] = {}
         self.errors = 0
         self._stop = threading.Event()
@@ -76,10 +78,10 @@ class Traffic:
         import httpx
 
         with httpx.Client(timeout=10) as client:
-            customer = 0
+            i = 0
             while not self._stop.is_set():
-                customer = customer % 200 + 1
-                resp = client.post(self.url, json={**self.body, "entity": {"customer_id": customer}})
+                resp = client.post(self.url, json=self.bodies[i % len(self.bodies)])
+                i += 1
                 if resp.status_code == 200:
                     v = resp.json()["version"]
                     self.versions[v] = self.versions.get(v, 0) + 1
@@ -96,15 +98,30 @@ class Traffic:
         self._thread.join(timeout=15)
 
 
-def test_walkthrough_takes_a_new_app_to_production(checkout: Path) -> None:
+def population(labels_path: Path, n: int = 400) -> list[dict]:
+    """Request bodies of the app's most recent labelled events."""
+    import pandas as pd
+
+    labels = pd.read_parquet(labels_path).tail(n)
+    return [{"entity": {"customer_id": int(r.customer_id)},
+             "features": {"plan": r.plan, "monthly_charge": float(r.monthly_charge)}}
+            for r in labels.itertuples()]
+
+
+def test_walkthrough_takes_a_new_app_to_production(checkout: Path, ray_dashboard_url: str) -> None:
+    import ray
     from typer.testing import CliRunner
 
     from mlplat.apps import load_app
     from mlplat.cli import app as cli
     from mlplat.config import load_config
     from mlplat.deployment import endpoint_url, undeploy
+    from mlplat.monitoring import get_drift_monitor
 
     runner = CliRunner()
+    # The platform's drift monitor runs on the cluster (the router samples traffic to it).
+    monitor = get_drift_monitor(load_config(), dashboard_url=ray_dashboard_url)
+    ray.get(monitor.ping.remote(), timeout=240)
     commands = walkthrough()
     assert commands[0].startswith("mlplat models new churn"), commands
     outputs: dict[str, str] = {}
@@ -134,8 +151,12 @@ def test_walkthrough_takes_a_new_app_to_production(checkout: Path) -> None:
                 continue
             assert argv[0] == "mlplat", command
             if "--promote" in argv:  # the rollout needs live traffic to judge SLOs
+                from mlplat.data import raw_dir
+
                 cfg = load_config()
-                traffic = Traffic(endpoint_url(cfg, load_app("churn", cfg)) + "/predict", body)
+                app = load_app("churn", cfg)
+                traffic = Traffic(endpoint_url(cfg, app) + "/predict",
+                                  population(Path(raw_dir(cfg, app)) / "labels.parquet"))
                 with traffic:
                     result = runner.invoke(cli, argv[1:], catch_exceptions=False)
                     assert result.exit_code == 0, result.output
@@ -164,6 +185,8 @@ def test_walkthrough_takes_a_new_app_to_production(checkout: Path) -> None:
         from mlplat.experiment import get_alias
 
         assert str(get_alias(load_config(), "churn", "production")) == "2"
+
+        _drift_retrains_and_the_new_version_reaches_shadow(runner, cli, monitor)
     finally:
         if cfg is not None:
             try:
@@ -183,3 +206,64 @@ def _until_production(runner, cli, version: str, timeout_s: float = 240) -> str:
         assert "rolled_back" not in out and "rejected" not in out, out
         time.sleep(1.0)
     raise AssertionError(f"v{version} did not reach production in {timeout_s:.0f}s:\n{out}")
+
+
+def _drift_retrains_and_the_new_version_reaches_shadow(runner, cli, monitor) -> None:
+    """Issue 7's loop on the new app: the population shifts (new raw data, materialized and
+    built into a dataset, and served requests that look like it), the monitor's window against
+    v2's registered training sample turns critical, it submits jobs/train.py --alias staging,
+    and the controller gates the retrained version (its training sample now matches what is
+    served) and starts its rollout."""
+    from datetime import UTC, datetime, timedelta
+
+    import ray
+
+    from mlplat.apps import load_app, load_app_module
+    from mlplat.config import load_config
+    from mlplat.data import raw_dir
+    from mlplat.deployment import endpoint_url, promotion_status
+
+    cfg = load_config()
+    app = load_app("churn", cfg)
+    paths = load_app_module(app, "datagen").generate(
+        Path(raw_dir(cfg, app)), 200, days=6, seed=11, end=datetime.now(UTC), shift=1.5)
+    since = (datetime.now(UTC) - timedelta(days=10)).isoformat()
+    for argv in (["features", "materialize", "churn", "--start", since], ["data", "build", "churn"]):
+        result = runner.invoke(cli, argv, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    url = endpoint_url(cfg, app) + "/predict"
+    before = promotion_status(cfg, "churn")["rollout"]["candidate"]
+    with Traffic(url, population(paths["labels"])) as traffic:
+        state = _poll(lambda: ray.get(monitor.retrain_state.remote("churn"), timeout=30),
+                      240, "a drift-triggered retraining job")
+        rollout = _poll(lambda: _new_rollout(cfg, before), 420,
+                        "the retrained version's rollout")
+    assert rollout["source"] != "manual" and rollout["status"] != "rejected", rollout
+    assert rollout["stage"] != "gates", rollout
+    drift_gate = next(g for h in rollout["history"] if h["event"] == "gates" for g in h["gates"]
+                      if g["name"] == "drift")
+    assert drift_gate["passed"], drift_gate
+    assert traffic.errors == 0
+    print(f"drift loop: retrain job {state['job_id']}, rollout {rollout['candidate']} at "
+          f"{rollout['stage']} ({rollout['status']}); drift gate: {drift_gate['detail']}")
+
+
+def _new_rollout(cfg, before: str):
+    from mlplat.deployment import promotion_status
+
+    rollout = promotion_status(cfg, "churn")["rollout"]
+    if rollout and rollout["candidate"] != before and rollout["stage"] != "gates":
+        return rollout
+    assert not rollout or rollout["status"] != "rejected" or rollout["candidate"] == before, \
+        rollout
+    return None
+
+
+def _poll(fn, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")

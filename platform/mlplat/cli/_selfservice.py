@@ -4,6 +4,7 @@ dataset, train it and sweep it — the path docs/new-model.md walks a data scien
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -292,7 +293,7 @@ def sweep_cmd(
 ) -> None:
     """Run a Ray Tune sweep of APP under its team's quota (`mlplat sweep churn --trials 8`)."""
     from mlplat.apps import load_app
-    from mlplat.training import trial_concurrency
+    from mlplat.training import sweep_progress, trial_concurrency
 
     cfg = config(config_path)
     try:
@@ -301,17 +302,24 @@ def sweep_cmd(
         data = _dataset(cfg, manifest, dataset)
     except MlplatError as exc:
         _fail(exc)
+    name = f"{manifest.name}-sweep-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     args = ["--app", app, "--dataset", data, "--team", manifest.team, "--num-samples", str(trials),
-            "--cpus-per-trial", f"{cpus_per_trial:g}"]
+            "--cpus-per-trial", f"{cpus_per_trial:g}", "--name", name]
     if epochs:
         args += ["--epochs", str(epochs)]
-    console.print(f"{trials} trials, at most {concurrent} at once (team {manifest.team} quota)",
-                  highlight=False)
-    started = time.monotonic()
+    console.print(f"sweep {name}: {trials} trials, at most {concurrent} at once "
+                  f"(team {manifest.team} quota)", highlight=False)
+    max_reports = trials * (epochs or manifest.training.epochs)
 
     def progress() -> dict[str, Any] | None:
-        # Finished trials are not visible from outside the job; show elapsed time only.
-        return {"done": 0, "total": None, "info": f"{time.monotonic() - started:.0f}s"}
+        # Tune's per-trial reports (one per epoch; ASHA stops weak trials early, so the bar
+        # may end short of its total).
+        now = sweep_progress(cfg, name)
+        if now is None:
+            return None
+        return {"done": now["reports"], "total": max_reports,
+                "info": f"{now['trials']}/{trials} trials, best val_loss "
+                        f"{now['best_val_loss']:.4f}"}
 
     try:
         result = _submit_and_follow(cfg, "jobs/sweep.py", args, manifest,

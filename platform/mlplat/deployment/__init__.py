@@ -9,8 +9,8 @@ Example:
 
 from mlplat.contracts.v1 import GateResult as GateResult
 from mlplat.contracts.v1 import TrafficSplit as TrafficSplit
-from mlplat.deployment._admin import override as override
 from mlplat.deployment._admin import first_release as first_release
+from mlplat.deployment._admin import override as override
 from mlplat.deployment._admin import promote as promote
 from mlplat.deployment._admin import promotion_status as promotion_status
 from mlplat.deployment._admin import rollback as rollback
@@ -97,6 +97,7 @@ __all__ = [
     "endpoint_url",
     "evaluate_gates",
     "features_gate",
+    "first_release",
     "gates_passed",
     "get_controller",
     "load_contract",
@@ -105,7 +106,6 @@ __all__ = [
     "p99_of",
     "parse_predict_request",
     "post_alert",
-    "first_release",
     "promote",
     "promotion_plan",
     "promotion_status",

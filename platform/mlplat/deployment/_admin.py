@@ -102,7 +102,22 @@ def first_release(cfg: PlatformConfig, app: str, version: str, *, actor: str, re
                                  actor=actor, reason=reason or "first release",
                                  controller=controller)
         set_alias(cfg, manifest.name, "production", version)
+        _register_retraining(manifest)
     return out
+
+
+def _register_retraining(app: Any) -> None:
+    """Tell the drift monitor (when running) what retraining this app means, so critical drift
+    in its traffic retrains it (jobs/train.py --alias staging → the promotion pipeline)."""
+    try:
+        import ray
+
+        from mlplat.monitoring import DRIFT_MONITOR_NAME, NAMESPACE
+
+        monitor = ray.get_actor(DRIFT_MONITOR_NAME, namespace=NAMESPACE)
+        ray.get(monitor.set_retrain_target.remote(app.name, app=str(app.path)), timeout=30)
+    except Exception:  # no monitor (yet): it resolves the app by name when drift comes
+        pass
 
 
 def override(cfg: PlatformConfig, app: str, *, person: str, reason: str,

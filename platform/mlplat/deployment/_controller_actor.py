@@ -108,20 +108,19 @@ class ServePort:
         extras = [contract_gate(app, candidate),
                   features_gate(self.cfg, app, model, version,
                                 getattr(candidate, "feature_spec", None), lookup)]
-        return self._drift_share(model, production), extras
+        return self._drift_share(model, version), extras
 
-    def _drift_share(self, model: str, production: str | None) -> float | None:
-        # The monitor compares the served window with the production version's training
-        # reference; its latest report is the freshest "recent vs reference" figure.
-        if production is None:
-            return None
+    def _drift_share(self, model: str, candidate: str) -> float | None:
+        # Recently served traffic vs the candidate's own training sample (registered with it):
+        # a candidate trained on data unlike today's traffic is held back; one retrained on
+        # data that caught up with a drift passes, even while production drifts.
         try:
             import ray
 
             from mlplat.monitoring import DRIFT_MONITOR_NAME, NAMESPACE
 
             monitor = ray.get_actor(DRIFT_MONITOR_NAME, namespace=NAMESPACE)
-            report: Any = ray.get(monitor.latest_report.remote(model, production), timeout=10)
+            report: Any = ray.get(monitor.served_drift.remote(model, candidate), timeout=30)
         except Exception:
             return None
         return None if report is None else float(report.share_drifted)

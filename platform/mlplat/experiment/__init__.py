@@ -21,6 +21,7 @@ from mlplat.experiment._guard import delete_model_card as delete_model_card
 from mlplat.experiment._guard import delete_model_version as delete_model_version
 from mlplat.experiment._guard import edit_model_card as edit_model_card
 from mlplat.experiment._guard import governance_webhook_app as governance_webhook_app
+from mlplat.experiment._logging import DRIFT_REFERENCE_FILE as DRIFT_REFERENCE_FILE
 from mlplat.experiment._logging import RegisteredVersion as RegisteredVersion
 from mlplat.experiment._logging import log_training_run as log_training_run
 from mlplat.experiment._registry import CardIntegrityError as CardIntegrityError
@@ -31,6 +32,7 @@ from mlplat.experiment._registry import get_model_card as get_model_card
 from mlplat.experiment._registry import list_versions as list_versions
 from mlplat.experiment._registry import load_model_version as load_model_version
 from mlplat.experiment._registry import set_alias as set_alias
+from mlplat.experiment._registry import version_folder as version_folder
 from mlplat.experiment._store import artifact_root as artifact_root
 from mlplat.experiment._store import ensure_experiment as ensure_experiment
 from mlplat.experiment._store import tracking_uri as tracking_uri
@@ -42,6 +44,7 @@ from mlplat.experiment._tracker import open_tracker as open_tracker
 
 __all__ = [
     "ADMISSION_PATH",
+    "DRIFT_REFERENCE_FILE",
     "PROTECTED_ALIASES",
     "RUN_TAG",
     "BufferedTracker",
@@ -72,4 +75,5 @@ __all__ = [
     "open_tracker",
     "set_alias",
     "tracking_uri",
+    "version_folder",
 ]

@@ -189,6 +189,22 @@ def _verified_card(folder: Path, mv: Any) -> ModelCard:
     return card
 
 
+def version_folder(cfg: PlatformConfig, model: str, version: str) -> Path:
+    """The version's model files on local disk (downloaded once, then reused).
+
+    Raises:
+        NotFoundError: unknown model or version.
+        InfraError: the tracking store or artifact storage failed.
+
+    Example:
+        >>> (version_folder(cfg, "fraud", "3") / "model_card.json").is_file()   # doctest: +SKIP
+        True
+    """
+    mv = _model_version(cfg, model, version)
+    _card_hash(mv)  # an unfinished registration fails here, before any download
+    return _download(cfg, mv)
+
+
 def load_model_version(cfg: PlatformConfig, model: str, version: str) -> LoadedModel:
     """Download (or reuse the cached copy of) a version and load it for inference.
 

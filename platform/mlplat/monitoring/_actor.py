@@ -78,6 +78,7 @@ class DriftMonitorActor:
         port = cfg.monitoring.drift_metrics_port if metrics_port is None else metrics_port
         self._metrics.serve(port)
         self._errors: dict[str, str] = {}
+        self._reference_retry: dict[tuple[str, str], float] = {}
         self._alerts_posted: list[dict[str, Any]] = []
         self._evidently: queue.Queue[ClosedWindow] = queue.Queue(maxsize=8)
         self._publish_lock = threading.Lock()
@@ -187,11 +188,35 @@ class DriftMonitorActor:
         self, model: str, version: str | int, rows: list[dict[str, Any]], scores: list[float],
         ids: list[str] | None = None,
     ) -> int:
+        self._ensure_reference(model, str(version))
         accepted = self._monitor.record(model, version, rows, scores, ids)
         if accepted < len(rows):
             self._metrics.inc("mlplat_drift_dropped_rows", len(rows) - accepted, model=model,
                               version=str(version))
         return accepted
+
+    def _ensure_reference(self, model: str, version: str) -> None:
+        """A version seen for the first time gets the reference stored with it at registration
+        (``drift_reference.parquet`` among its model files); retried at most every 30 s."""
+        if self._monitor.has_reference(model, version):
+            return
+        now = time.monotonic()
+        if now < self._reference_retry.get((model, version), 0.0):
+            return
+        self._reference_retry[(model, version)] = now + 30.0
+        try:
+            rows = registered_reference(self._cfg, model, version)
+        except Exception as exc:  # not registered here, registry down: the window waits
+            self._errors["reference"] = f"{model}/{version}: {type(exc).__name__}: {exc}"
+            return
+        if rows:
+            self._monitor.set_reference(model, version, rows)
+
+    def served_drift(self, model: str, candidate: str) -> DriftReport | None:
+        """Recently served traffic vs the training sample registered with ``candidate`` (the
+        promotion drift gate); None when there is no served data or no sample to compare."""
+        rows = registered_reference(self._cfg, model, candidate)
+        return self._monitor.served_drift(model, rows or [], self._min_rows)
 
     def record_outcomes(self, model: str, outcomes: list[dict[str, Any]]) -> int:
         return self._monitor.record_outcomes(model, outcomes)
@@ -240,6 +265,24 @@ class DriftMonitorActor:
         return self._monitor.stats()
 
 
+def registered_reference(cfg: PlatformConfig, model: str,
+                         version: str) -> list[dict[str, Any]] | None:
+    """The training-data sample stored with a registered version (None: it has none).
+
+    Example:
+        >>> rows = registered_reference(cfg, "fraud", "3")   # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from mlplat.experiment import DRIFT_REFERENCE_FILE, version_folder
+
+    path = version_folder(cfg, model, version) / DRIFT_REFERENCE_FILE
+    if not path.is_file():
+        return None
+    frame = pd.read_parquet(path)
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")  # type: ignore[no-any-return]
+
+
 def get_drift_monitor(
     cfg: PlatformConfig,
     *,
@@ -247,7 +290,7 @@ def get_drift_monitor(
     max_buffer_rows: int | None = None,
     metrics_port: int | None = None,
     dashboard_url: str | None = None,
-    min_rows: int = DEFAULT_MIN_ROWS,
+    min_rows: int | None = None,
     alertmanager: str | None = None,
     retrain: bool = True,
 ) -> ActorHandle:
@@ -266,7 +309,8 @@ def get_drift_monitor(
             ``monitoring.drift_metrics_port``, 0 turns the endpoint off.
         dashboard_url: Ray job API for retraining jobs (creation only); defaults to the local
             cluster's dashboard from platform.yaml (or an http ``$RAY_ADDRESS``).
-        min_rows: Fewest rows a tumbling window is reported on (creation only).
+        min_rows: Fewest rows a tumbling window is reported on (creation only); default
+            ``monitoring.min_window_rows`` from platform.yaml.
         alertmanager: Alertmanager URL for direct critical-drift alerts (creation only);
             defaults to ``alertmanager_url(cfg)`` at each alert.
         retrain: Submit retraining on critical drift (creation only).
@@ -287,5 +331,7 @@ def get_drift_monitor(
     from mlplat.jobs import dashboard_url as default_dashboard_url
 
     return platform_actor(cfg, DriftMonitorActor, name, cfg, name, max_buffer_rows, metrics_port,
-                          dashboard_url or default_dashboard_url(cfg), min_rows, alertmanager,
+                          dashboard_url or default_dashboard_url(cfg),
+                          cfg.monitoring.min_window_rows if min_rows is None else min_rows,
+                          alertmanager,
                           retrain, max_concurrency=_MAX_CONCURRENCY)

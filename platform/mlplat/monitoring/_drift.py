@@ -10,6 +10,7 @@ profile) plus prediction drift; the full Evidently report for people is written 
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ DEFAULT_MAX_BUFFER_ROWS = 100_000
 """Rows kept per model version and window (the fast path does 100k × 20 in well under 2 s)."""
 DEFAULT_MAX_REFERENCE_ROWS = 10_000
 DEFAULT_MIN_ROWS = 100
+RECENT_WINDOWS = 12
+"""Closed windows of served traffic the promotion drift gate looks at (12 h in prod)."""
 """Fewer rows than this make the statistical tests too noisy to act on."""
 DEFAULT_DRIFT_SHARE = 0.5
 """Evidently's default: the dataset drifts when at least half of the features drift."""
@@ -178,12 +181,18 @@ class DriftMonitor:
         self._windows: dict[tuple[str, str], _Window] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
         self._latest: dict[tuple[str, str], DriftReport] = {}
+        self._recent: dict[str, collections.deque[Any]] = {}
         self._rejected = 0
         self._restore()
 
     @property
     def store(self) -> DriftStore:
         return self._store
+
+    def has_reference(self, model: str, version: str | int) -> bool:
+        """Whether ``model``/``version`` has a training reference to compare windows with."""
+        with self._lock:
+            return _key(model, version) in self._references
 
     def _restore(self) -> None:
         """Rebuild references, open windows and latest reports from the store (after a restart)."""
@@ -474,6 +483,7 @@ class DriftMonitor:
         self._store.close_window(
             key[0], key[1], last_seq, report.model_dump(mode="json"), start, end, share,
             report.severity, [(i, s) for i, s in zip(ids, scores, strict=True) if i is not None])
+        self._remember_served(key[0], current)
         with self._lock:
             # The next window opened when the computation started; persist its real start.
             self._windows[key].opened_at = min(self._windows[key].opened_at, end)
@@ -482,6 +492,56 @@ class DriftMonitor:
             self._latest[key] = report
         return ClosedWindow(report, ref.frame, current, ref.numerical, ref.categorical,
                             scheduled_end if scheduled_end is not None else end)
+
+    def _remember_served(self, model: str, frame: Any) -> None:
+        """Keep the most recent served rows of ``model`` (any version): the last
+        ``RECENT_WINDOWS`` windows, at most ``max_reference_rows`` rows — what a promotion's
+        drift gate compares a candidate with."""
+        if not len(frame):
+            return
+        with self._lock:
+            recent = self._recent.setdefault(model, collections.deque(maxlen=RECENT_WINDOWS))
+            recent.append(frame)
+            while sum(len(f) for f in recent) - len(recent[0]) >= self.max_reference_rows:
+                recent.popleft()
+
+    def served_drift(self, model: str, candidate_rows: list[dict[str, Any]],
+                     min_rows: int = DEFAULT_MIN_ROWS) -> DriftReport | None:
+        """Drift between recently served traffic of ``model`` and a candidate's training sample.
+
+        The promotion gate's question: was the candidate trained on data like what is served
+        now? The candidate's sample is the reference, the last closed windows (any version,
+        up to ``max_reference_rows`` rows) the current data. None when fewer than ``min_rows``
+        served rows were seen (nothing to judge on: the gate says so and passes).
+
+        Example:
+            >>> m.served_drift("fraud", candidate_sample).share_drifted   # doctest: +SKIP
+            0.1
+        """
+        import pandas as pd
+
+        with self._lock:
+            frames = list(self._recent.get(model, ()))
+        current = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if len(current) < max(1, min_rows) or not candidate_rows:
+            return None
+        frame = pd.DataFrame.from_records(candidate_rows)
+        frame = frame[[c for c in frame.columns if c in current.columns]]
+        numerical = [
+            str(c) for c in frame.columns
+            if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        ]
+        categorical = [str(c) for c in frame.columns if str(c) not in numerical]
+        profile = ReferenceProfile.from_frame(frame, numerical, categorical)
+        features = fast_drift(profile, current, p_value=self.p_value,
+                              distance_threshold=self.distance_threshold)
+        share = sum(f.drifted for f in features.values()) / len(features) if features else 0.0
+        now = _utc(self._clock())
+        return DriftReport(
+            model=model, version="candidate", window_start=now, window_end=now,
+            reference_rows=profile.rows, current_rows=len(current), features=features,
+            share_drifted=share, dataset_drift=bool(features) and share >= self.drift_share,
+            severity=self.severity(share), prediction_drift=None, evidently_report=None)
 
     def due(self) -> list[tuple[str, str, float]]:
         """Windows older than ``window_s`` that have a reference: ``(model, version, due_at)``."""

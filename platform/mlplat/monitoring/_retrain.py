@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlplat.config import PlatformConfig
@@ -53,25 +54,19 @@ def ray_job_submitter(cfg: PlatformConfig, dashboard_url: str) -> Submitter:
     repository, driver on the head pool, ``MLPLAT_HOME`` passed on)."""
 
     def submit(target: RetrainTarget, args: list[str], metadata: dict[str, str]) -> str:
-        import shlex
-
         from ray.job_submission import JobSubmissionClient
 
-        from mlplat.cluster import pool_selector
-        from mlplat.jobs import WORKING_DIR_EXCLUDES, submit_with_retry
+        from mlplat.jobs import ray_job_spec, submit_with_retry
 
         try:
             client = JobSubmissionClient(dashboard_url)
         except Exception as exc:  # the SDK raises bare ConnectionError/RuntimeError
             raise InfraError(f"Cannot reach the Ray job API at {dashboard_url}: {exc}") from exc
-        return submit_with_retry(
-            client,
-            entrypoint=" ".join(["python", TRAIN_SCRIPT, *(shlex.quote(a) for a in args)]),
-            runtime_env={"working_dir": str(cfg.base_dir), "excludes": WORKING_DIR_EXCLUDES,
-                         "env_vars": {"MLPLAT_HOME": cfg.root()}},
-            metadata=metadata,
-            entrypoint_label_selector=pool_selector(cfg.local_cluster.head_pool),
-        )
+        # The same spec as every platform job: the checkout holding jobs/train.py as working
+        # dir, MLPLAT_HOME (and MLPLAT_CONFIG for a platform.yaml outside it) passed on.
+        spec = ray_job_spec(cfg, TRAIN_SCRIPT, args, team=target.team, model=target.model,
+                            pool=target.pool, cpus=target.cpus, extra_metadata=metadata)
+        return submit_with_retry(client, **spec)
 
     return submit
 
@@ -108,8 +103,8 @@ class RetrainPolicy:
     def set_target(self, model: str, *, app: str | None = None, dataset: str | None = None,
                    team: str | None = None, pool: str | None = None, cpus: float | None = None,
                    args: list[str] | None = None) -> RetrainTarget:
-        """Say what retraining ``model`` means; the defaults come from ``apps/<app>/app.yaml``
-        (team, training pool, workers × CPUs) and the dataset ``<root>/datasets/<model>``.
+        """Say what retraining ``model`` means; the defaults come from the app (team, training
+        pool, workers × CPUs) and the newest dataset built for it (``<root>/datasets/<app>/``).
 
         Raises:
             NotFoundError: unknown app, team or pool.
@@ -132,7 +127,13 @@ class RetrainPolicy:
             cpus = cpus if cpus is not None else app.training.num_workers * app.training.cpus_per_worker
         self._cfg.team(team)
         self._cfg.pool(pool)
-        dataset = given.get("dataset") or f"{self._cfg.root()}/datasets/{model}"
+        dataset = given.get("dataset")
+        if not dataset:
+            from mlplat.scaffold import latest_dataset
+
+            # The newest dataset built for the app (resolved at submission when not given).
+            dataset = latest_dataset(self._cfg, Path(app_name).name) or \
+                f"{self._cfg.root()}/datasets/{model}"
         return RetrainTarget(model=model, app=app_name, team=team, dataset=dataset, pool=pool,
                              cpus=float(cpus), args=list(given.get("args", [])))
 

@@ -366,14 +366,15 @@ __all__ = ["Problem", "check_app", "latest_dataset", "new_app", "render_app", "r
            "serve_config", "serving_contract", "templates"]
 
 
-def latest_dataset(cfg: PlatformConfig, app: AppConfig) -> str | None:
+def latest_dataset(cfg: PlatformConfig, app: AppConfig | str) -> str | None:
     """The newest dataset built for ``app`` (its folder), or None (also for object-store roots).
 
     Datasets live at ``<root>/datasets/<app>/<sha>/`` with a ``manifest.json`` (mlplat.data).
     """
     import json
 
-    root = Path(cfg.root()) / "datasets" / app.name
+    name = app.name if isinstance(app, AppConfig) else app
+    root = Path(cfg.root()) / "datasets" / name
     if "://" in cfg.root() or not root.is_dir():
         return None
     found = []

@@ -15,6 +15,7 @@ from mlplat.training._dataset import transform_frame as transform_frame
 from mlplat.training._loop import read_step_log as read_step_log
 from mlplat.training._sweep import SweepResult as SweepResult
 from mlplat.training._sweep import sweep as sweep
+from mlplat.training._sweep import sweep_progress as sweep_progress
 from mlplat.training._sweep import trial_concurrency as trial_concurrency
 from mlplat.training._train import TrainResult as TrainResult
 from mlplat.training._train import apply_overrides as apply_overrides
@@ -34,6 +35,7 @@ __all__ = [
     "run_progress",
     "split_indices",
     "sweep",
+    "sweep_progress",
     "train",
     "transform_frame",
     "trial_concurrency",

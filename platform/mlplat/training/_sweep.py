@@ -356,3 +356,34 @@ def sweep(
         timings_s={"prepare": round(t_prepared - t0, 3), "fit": round(t_fit - t_prepared, 3),
                    "register": round(t_done - t_fit, 3), "total": round(t_done - t0, 3)},
     )
+
+
+def sweep_progress(cfg: PlatformConfig, name: str) -> dict[str, Any] | None:
+    """What a running sweep has reported so far, from Tune's per-trial ``result.json`` files:
+    ``{"trials", "reports", "best_val_loss"}``; None before the first report and for
+    object-store roots.
+
+    Example:
+        >>> sweep_progress(cfg, "churn-sweep-20261126-1015")   # doctest: +SKIP
+        {'trials': 2, 'reports': 3, 'best_val_loss': 0.41}
+    """
+    import json
+    from pathlib import Path
+
+    root = f"{cfg.root()}/sweeps/{name}"
+    if "://" in root or not Path(root).is_dir():
+        return None
+    trials, reports, best = 0, 0, float("inf")
+    for result in Path(root).glob("*/result.json"):
+        lines = [ln for ln in result.read_text().splitlines() if ln.strip()]
+        trials += bool(lines)
+        for line in lines:
+            try:
+                loss = float(json.loads(line).get("val_loss", "inf"))
+            except (ValueError, TypeError):
+                continue  # a line being written
+            reports += 1
+            best = min(best, loss)
+    if not reports:
+        return None
+    return {"trials": trials, "reports": reports, "best_val_loss": best}

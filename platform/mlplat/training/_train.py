@@ -389,6 +389,7 @@ def train(
         model_dir = Path(tmp)
         _export(module, width, model_dir / "model.pt")
         (model_dir / "preprocessor.json").write_text(split.preprocessor.model_dump_json(indent=2))
+        _write_drift_reference(data.frame, app, model_dir, tcfg.seed)
         params: dict[str, Any] = {
             **tcfg.model_dump(),
             "dataset_sha256": sha,
@@ -433,6 +434,21 @@ def train(
             "total": round(t_done - t0, 3),
         },
     )
+
+
+DRIFT_REFERENCE_ROWS = 5000
+
+
+def _write_drift_reference(frame: Any, app: AppConfig, model_dir: Path, seed: int) -> None:
+    """Log a seeded sample of the raw training features with the model: the drift monitor's
+    reference for this version (what the router sends it is raw features too)."""
+    from mlplat.experiment import DRIFT_REFERENCE_FILE
+
+    names = [n for n in app.features.feature_names() if n in frame.columns]
+    sample = frame[names]
+    if len(sample) > DRIFT_REFERENCE_ROWS:
+        sample = sample.sample(n=DRIFT_REFERENCE_ROWS, random_state=seed)
+    sample.reset_index(drop=True).to_parquet(model_dir / DRIFT_REFERENCE_FILE, index=False)
 
 
 def _refresh_catalog(cfg: PlatformConfig, model: str) -> None:

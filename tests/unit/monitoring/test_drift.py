@@ -159,3 +159,24 @@ def test_verdicts_match_evidentlys_own_data_drift_preset() -> None:
     scores = {m["config"]["column"]: float(m["value"]) for m in preset["metrics"]
               if m["config"]["type"].endswith(":ValueDrift")}
     assert {n: f.score for n, f in ours.features.items()} == pytest.approx(scores)
+
+
+def test_promotion_drift_gate_compares_served_traffic_with_the_candidates_training_sample(
+        monitor) -> None:
+    """The gate asks whether a candidate was trained on data like today's traffic: after the
+    traffic drifted, a candidate trained on the old data is flagged, one trained on data that
+    caught up is not — even though production's own windows stay drifted."""
+    mon, clock = monitor
+    old_data = rows(seed=1)
+    new_data = rows(seed=7, amount_shift=1.5, countries=(0.1, 0.2, 0.7))
+    assert mon.served_drift("fraud", old_data) is None  # nothing served yet: nothing to judge
+    clock.t += 60
+    mon.record("fraud", 2, rows(seed=8, amount_shift=1.5, countries=(0.1, 0.2, 0.7)), [0.5] * N)
+    clock.t += 240
+    assert mon.report("fraud", "2").share_drifted == 0.5  # production drifted
+    stale = mon.served_drift("fraud", old_data)
+    fresh = mon.served_drift("fraud", new_data)
+    assert stale is not None and fresh is not None
+    assert stale.share_drifted == 0.5 and {n for n, f in stale.features.items() if f.drifted} \
+        == {"amount", "country"}
+    assert fresh.share_drifted == 0.0 and fresh.current_rows == N
