@@ -335,7 +335,7 @@ class RouterCore:
             request_id=prep.request_id,
             features_missing=prep.missing,
         )
-        self.drift.offer(prep.model_name, version, prep.row, score)
+        self.drift.offer(prep.model_name, version, prep.row, score, prep.request_id)
         shadow = self._config.split.shadow
         job = None
         if shadow is not None:

@@ -78,7 +78,7 @@ class _DriftMonitorSink:
         self._next_lookup = 0.0
 
     def __call__(self, model: str, version: str, rows: list[dict[str, Any]],
-                 scores: list[float]) -> bool:
+                 scores: list[float], ids: list[str | None]) -> bool:
         if self._actor is None:
             now = time.monotonic()
             if now < self._next_lookup:
@@ -90,7 +90,10 @@ class _DriftMonitorSink:
                 self._next_lookup = now + self._retry_after_s
                 return False
         try:
-            self._actor.record.remote(model, version, rows, scores)  # not awaited: off-path
+            # Not awaited: off-path. The ids let late outcomes join (KPI).
+            self._actor.record.remote(
+                model, version, rows, scores,
+                None if any(i is None for i in ids) else [str(i) for i in ids])
         except Exception:  # actor gone: forget it, look it up again later
             self._actor = None
             return False

@@ -58,7 +58,7 @@ class FeatureLookup(Protocol):
 FeatureLookupFactory = Callable[["PlatformConfig", "AppConfig"], FeatureLookup]
 """``(cfg, app) -> FeatureLookup``, called once inside each replica. Must be picklable."""
 
-DriftSink = Callable[[str, str, list[dict[str, Any]], list[float]], bool]
+DriftSink = Callable[[str, str, list[dict[str, Any]], list[float], list[str | None]], bool]
 """``(model, version, rows, scores) -> delivered``. False means the monitor is not there."""
 
 

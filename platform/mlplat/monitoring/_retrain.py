@@ -111,7 +111,8 @@ class RetrainPolicy:
         """
         target = self._resolve(model, {"app": app, "dataset": dataset, "team": team,
                                        "pool": pool, "cpus": cpus, "args": args})
-        self._store.set_retrain_target(model, target.__dict__)
+        # Without an explicit dataset, store none: "the newest one" is decided at submission.
+        self._store.set_retrain_target(model, {**target.__dict__, "dataset": dataset or ""})
         return target
 
     def _resolve(self, model: str, given: dict[str, Any]) -> RetrainTarget:
@@ -127,21 +128,23 @@ class RetrainPolicy:
             cpus = cpus if cpus is not None else app.training.num_workers * app.training.cpus_per_worker
         self._cfg.team(team)
         self._cfg.pool(pool)
-        dataset = given.get("dataset")
-        if not dataset:
-            from mlplat.scaffold import latest_dataset
-
-            # The newest dataset built for the app (resolved at submission when not given).
-            dataset = latest_dataset(self._cfg, Path(app_name).name) or \
-                f"{self._cfg.root()}/datasets/{model}"
+        # Not given: the newest dataset built for the app, decided again at each submission.
+        dataset = given.get("dataset") or self._newest_dataset(model, app_name)
         return RetrainTarget(model=model, app=app_name, team=team, dataset=dataset, pool=pool,
                              cpus=float(cpus), args=list(given.get("args", [])))
 
     def target(self, model: str) -> RetrainTarget:
         stored = self._store.retrain_target(model)
         if stored is not None:
+            if not stored.get("dataset"):
+                stored = {**stored, "dataset": self._newest_dataset(model, stored["app"])}
             return RetrainTarget(**stored)
         return self._resolve(model, {})
+
+    def _newest_dataset(self, model: str, app: str) -> str:
+        from mlplat.scaffold import latest_dataset
+
+        return latest_dataset(self._cfg, Path(app).name) or f"{self._cfg.root()}/datasets/{model}"
 
     def team_of(self, model: str) -> str | None:
         """The team that owns ``model`` (its retrain target or app), or None if unknown."""

@@ -194,10 +194,13 @@ def test_drift_samples_are_queued_bounded_and_batched(fraud_app, fake_loader, lo
     assert core.drift.stats()["sampled"] == 120 and core.drift.dropped == 20
     received = []
     batches = core.drift.drain(core.tuning.drift_batch_size)
-    core.drift.send(batches, lambda m, v, rows, scores: received.append((v, len(rows))) or True)
-    assert sum(n for _, n in received) == 100
-    assert all(n <= 40 for _, n in received)
-    assert {v for v, _ in received} == {"1", "2"}
+    core.drift.send(batches, lambda m, v, rows, scores, ids: received.append((v, len(rows), ids))
+                    or True)
+    assert sum(n for _, n, _ in received) == 100
+    assert all(n <= 40 for _, n, _ in received)
+    assert {v for v, _, _ in received} == {"1", "2"}
+    # The caller's request ids travel with the samples (outcomes join on them).
+    assert sorted(i for _, _, ids in received for i in ids) == sorted(f"d{i}" for i in range(100))
     assert core.drift.stats() == {"sampled": 120, "sent": 100, "dropped": 20, "queued": 0}
 
 
@@ -206,5 +209,5 @@ def test_drift_monitor_absent_counts_drops() -> None:
     taken = sum(sampler.offer("m", "1", {"x": 1.0}, 0.1) for _ in range(1000))
     assert 400 < taken < 600
     sampler.send(sampler.drain(50), lambda *a: False)
-    sampler.send([("m", "1", [{}], [0.0])], lambda *a: 1 / 0)
+    sampler.send([("m", "1", [{}], [0.0], [None])], lambda *a: 1 / 0)
     assert sampler.dropped == taken + 1 and sampler.sent == 0
