@@ -510,9 +510,10 @@ class DriftMonitor:
         """Drift between recently served traffic of ``model`` and a candidate's training sample.
 
         The promotion gate's question: was the candidate trained on data like what is served
-        now? The candidate's sample is the reference, the last closed windows (any version,
-        up to ``max_reference_rows`` rows) the current data. None when fewer than ``min_rows``
-        served rows were seen (nothing to judge on: the gate says so and passes).
+        now? The candidate's sample is the reference; the current data is the newest closed
+        windows of the model (any version) back until ``2 × min_rows`` rows. None when fewer
+        than ``min_rows`` served rows were seen (nothing to judge on: the gate says so and
+        passes).
 
         Example:
             >>> m.served_drift("fraud", candidate_sample).share_drifted   # doctest: +SKIP
@@ -522,7 +523,14 @@ class DriftMonitor:
 
         with self._lock:
             frames = list(self._recent.get(model, ()))
-        current = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        # The freshest traffic: newest windows back until 2 × min_rows rows. Older windows
+        # would blend in the population from before a shift the candidate was retrained for.
+        picked: list[Any] = []
+        for frame in reversed(frames):
+            picked.append(frame)
+            if sum(len(f) for f in picked) >= 2 * max(1, min_rows):
+                break
+        current = pd.concat(picked[::-1], ignore_index=True) if picked else pd.DataFrame()
         if len(current) < max(1, min_rows) or not candidate_rows:
             return None
         frame = pd.DataFrame.from_records(candidate_rows)
