@@ -63,7 +63,8 @@ class CatalogEntry(BaseModel):
     cost_per_inference_usd: float | None = Field(None, description="None: unknown.")
     drift_status: str = Field(UNKNOWN, description="ok, warning, critical or unknown.")
     card_sha256: str | None = None
-    links: dict[str, str] = Field(default_factory=dict, description="card, lineage, registry.")
+    links: dict[str, str] = Field(default_factory=dict, description="card, lineage, http and, "
+                                  "when the monitor has one, the latest Evidently drift report.")
     refreshed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -308,6 +309,8 @@ def _live(cfg: PlatformConfig, model: str, app: Any, version: str | None) -> dic
                 share = float(drift.share_drifted)
                 out["drift"] = ("critical" if share >= cfg.monitoring.drift_share_critical else
                                 "warning" if share >= cfg.monitoring.drift_share_warning else "ok")
+                if drift.evidently_report:  # the full Evidently report of that window
+                    out["drift_report"] = f"{drift.evidently_report}.html"
         except Exception:  # no monitor running: drift stays unknown
             pass
     return out
@@ -393,7 +396,8 @@ def build_entry(cfg: PlatformConfig, model: str, *, versions: list[dict[str, Any
         drift_status=live.get("drift", UNKNOWN),
         card_sha256=vtags.get("card_sha256"),
         links={"card": f"models:/{model}/{version}#model_card" if version else "",
-               "lineage": lineage, "http": f"/catalog/models/{model}"},
+               "lineage": lineage, "http": f"/catalog/models/{model}",
+               **({"drift_report": live["drift_report"]} if live.get("drift_report") else {})},
     )
 
 
