@@ -41,7 +41,8 @@ class JobResult:
 
 
 def dashboard_url(cfg: PlatformConfig, address: str | None = None) -> str:
-    """The Ray dashboard (job API) URL: ``address``, else ``$RAY_ADDRESS`` if http, else local."""
+    """The Ray dashboard (job API) URL: ``address``, else ``$RAY_ADDRESS`` if http, else the
+    dashboard of the cluster this process is connected to, else the local cluster's port."""
     import os
 
     env = os.environ.get("RAY_ADDRESS", "")
@@ -49,6 +50,17 @@ def dashboard_url(cfg: PlatformConfig, address: str | None = None) -> str:
         return address
     if env.startswith("http"):
         return env
+    try:
+        import ray
+
+        if ray.is_initialized():
+            from ray._private.worker import get_dashboard_url
+
+            url = get_dashboard_url()
+            if url:
+                return url if url.startswith("http") else f"http://{url}"
+    except Exception:  # not connected / no dashboard: the configured local port below
+        pass
     return f"http://127.0.0.1:{cfg.local_cluster.dashboard_port}"
 
 
