@@ -113,14 +113,15 @@ class JobQueueActor:
         self.queue.mark_running(e.id, e.id)
 
     def _start(self, client: Any, e: QueueEntry) -> None:
-        from mlplat.jobs import ray_job_spec
+        from mlplat.jobs import ray_job_spec, submit_with_retry
 
         spec = ray_job_spec(
             self.cfg, e.script, e.args, team=e.team, model=e.model, pool=e.pool, cpus=e.cpus,
             extra_metadata={"priority": e.priority, "queue_id": e.id},
         )
         try:
-            ray_job_id = str(client.submit_job(submission_id=e.id, **spec))
+            # Retried while the head's job agent is (re)registering ("No available agent").
+            ray_job_id = submit_with_retry(client, submission_id=e.id, **spec)
         except Exception as exc:
             self.queue.requeue(e.id, f"submission to Ray failed, retrying: {exc}"[:300])
             raise
