@@ -134,6 +134,9 @@ def cost_report(
     console.print(table)
     for model, usd in sorted(report.per_inference_usd.items()):
         console.print(f"cost per inference, {model}: ${usd:.8f}")
+    for model, usd in sorted(report.per_1k_tokens_usd.items()):
+        console.print(f"cost per 1k tokens, {model}: ${usd:.8f} "
+                      f"({report.tokens[model]} tokens)")
     for team, b in sorted(report.budgets.items()):
         if b["week_usd"]:
             console.print(f"{team}: ${b['week_usd']:.2f} of ${b['budget_usd_per_week']:.0f} "

@@ -137,6 +137,9 @@ class CostMeterActor:
     def record_inferences(self, model: str, count: int) -> int:
         return self._meter.record_inferences(model, count)
 
+    def record_tokens(self, model: str, count: int) -> int:
+        return self._meter.record_tokens(model, count)
+
     def register_serving(self, app: str, team: str, model: str) -> None:
         self._meter.register_serving(app, team, model)
 

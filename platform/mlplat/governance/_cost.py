@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS usage (key TEXT PRIMARY KEY, team TEXT, model TEXT, k
     job TEXT, measured INTEGER);
 CREATE INDEX IF NOT EXISTS usage_end ON usage (end);
 CREATE TABLE IF NOT EXISTS inferences (model TEXT, ts REAL, count INTEGER);
+CREATE TABLE IF NOT EXISTS tokens (model TEXT, ts REAL, count INTEGER);
 CREATE TABLE IF NOT EXISTS serving (app TEXT PRIMARY KEY, team TEXT, model TEXT);
 CREATE TABLE IF NOT EXISTS budget_alerts (team TEXT, week INTEGER, PRIMARY KEY (team, week));
 """
@@ -77,6 +78,12 @@ class CostReport(BaseModel):
         "recorded inferences are absent."
     )
     inferences: dict[str, int] = Field(description="model → inferences recorded.")
+    per_1k_tokens_usd: dict[str, float] = Field(
+        default_factory=dict,
+        description="model → serving (replica) USD × 1000 / generated tokens recorded (LLMs); "
+        "models without recorded tokens are absent.")
+    tokens: dict[str, int] = Field(default_factory=dict,
+                                   description="model → generated (completion) tokens recorded.")
     budgets: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description="team → week_usd (last 7 days), budget_usd_per_week, used_share.")
@@ -254,6 +261,20 @@ class CostMeter:
             raise UserError(f"Inference count must be an int ≥ 0, got {count!r}.")
         self._store.many("INSERT INTO inferences VALUES (?,?,?)", [(model, self._clock(), count)])
         return int(self._store.execute("SELECT SUM(count) FROM inferences WHERE model=?",
+                                       (model,))[0][0] or 0)
+
+    def record_tokens(self, model: str, count: int) -> int:
+        """Add ``count`` generated tokens to ``model`` (LLM replicas push them); returns the
+        new total. The report divides the model's replica cost by them: cost per 1k tokens.
+
+        Example:
+            >>> meter.record_tokens("tiny-chat", 5000)
+            5000
+        """
+        if not isinstance(count, int) or count < 0:
+            raise UserError(f"Token count must be an int ≥ 0, got {count!r}.")
+        self._store.many("INSERT INTO tokens VALUES (?,?,?)", [(model, self._clock(), count)])
+        return int(self._store.execute("SELECT SUM(count) FROM tokens WHERE model=?",
                                        (model,))[0][0] or 0)
 
     def register_serving(self, app: str, team: str, model: str) -> None:
@@ -490,6 +511,9 @@ class CostMeter:
         inferences = {str(m): int(n) for m, n in self._store.execute(
             "SELECT model, SUM(count) FROM inferences WHERE ts > ? GROUP BY model",
             (lo if since is not None else -1e18,))}
+        tokens = {str(m): int(n) for m, n in self._store.execute(
+            "SELECT model, SUM(count) FROM tokens WHERE ts > ? GROUP BY model",
+            (lo if since is not None else -1e18,))}
         week = self.week_spend(now)
         budgets = {t: {"week_usd": week.get(t, 0.0), "budget_usd_per_week": spec.budget_usd_per_week,
                        "used_share": week.get(t, 0.0) / spec.budget_usd_per_week}
@@ -505,7 +529,9 @@ class CostMeter:
             by_team_model={t: dict(ms) for t, ms in by_team_model.items()},
             resource_seconds={k: dict(v) for k, v in res.items()},
             per_inference_usd={m: serving[m] / n for m, n in inferences.items() if n > 0},
-            inferences=inferences, budgets=budgets, records=records[-self._max_records:],
+            inferences=inferences, budgets=budgets,
+            per_1k_tokens_usd={m: serving[m] * 1000 / n for m, n in tokens.items() if n > 0},
+            tokens=tokens, records=records[-self._max_records:],
             skipped_jobs=skipped, unattributed=unattributed,
         )
 

@@ -128,3 +128,25 @@ def test_jobs_are_charged_once_and_running_jobs_up_to_now(platform_config) -> No
     assert "Unknown team 'nobody'" in report.skipped_jobs["raysubmit_bad"]
     assert "mlplat jobs submit" in report.skipped_jobs["raysubmit_raw"]
     assert sum(r.source == "raysubmit_run" for r in report.records) == 1
+
+
+def test_cost_per_1k_tokens_is_llm_replica_cost_over_tokens(platform_config) -> None:
+    """Known numbers: 2 LLM replicas × 0.5 CPU × 1 h on the serving pool, 120 000 tokens."""
+    clock = FakeClock()
+    meter = CostMeter(platform_config, clock=clock)
+    for r in ("r1", "r2"):
+        meter.record_usage("search", "tiny-chat", "replica", "serving-ondemand", 0.5, 3600,
+                           f"llm/{r}")
+    meter.record_usage("search", "tiny-chat", "job", "training-spot", 1, 600, "build-tiny")
+    assert meter.record_tokens("tiny-chat", 100_000) == 100_000
+    assert meter.record_tokens("tiny-chat", 20_000) == 120_000
+    serving = 2 * 0.5 * 3600 * usd_per_cpu_s("serving-ondemand")
+    report = meter.report()
+    assert report.tokens == {"tiny-chat": 120_000}
+    # Training the model is not a serving cost: only the replicas are divided by the tokens.
+    assert report.per_1k_tokens_usd == pytest.approx({"tiny-chat": serving * 1000 / 120_000})
+    clock.t += 10
+    meter.record_tokens("tiny-chat", 5)
+    assert meter.report(since=clock.t - 1).tokens == {"tiny-chat": 5}
+    with pytest.raises(UserError, match="Token count must be an int"):
+        meter.record_tokens("tiny-chat", -1)
