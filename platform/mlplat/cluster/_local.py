@@ -297,6 +297,10 @@ def start_test_cluster(cfg: PlatformConfig) -> Cluster:
             "include_dashboard": True,
             # Never the configured port: a cluster from `mlplat cluster up` may hold it.
             "dashboard_port": _free_port(),
+            # Nor Ray's fixed agent port (52365): any other Ray on this host (a `ray.init()`
+            # in a notebook or bench) may hold it, and the head then runs without a job agent
+            # ("No available agent to submit job" on every submission).
+            "dashboard_agent_listen_port": _free_port(),
         },
     )
     for i, spec in enumerate(specs[1:], start=1):
