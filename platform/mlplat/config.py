@@ -192,6 +192,10 @@ class MonitoringTiming(StrictModel):
     drift_window_s: float = Field(gt=0, description="Tumbling window of served traffic per drift report.")
     retrain_cooldown_s: float = Field(ge=0, description="One drift episode → at most one retrain job.")
     cost_sample_s: float = Field(gt=0, description="How often the cost meter samples Ray's state API.")
+    drift_gate_lookback_s: float = Field(
+        default=7 * 86_400, gt=0,
+        description="Served traffic the promotion drift gate compares a candidate's training "
+                    "sample with (the issue's 7 days in prod).")
 
 
 class Profile(StrictModel):

@@ -66,8 +66,10 @@ class DriftMonitorActor:
         if max_buffer_rows is not None:
             kwargs["max_buffer_rows"] = max_buffer_rows
         root = Path(cfg.root())
+        timing = cfg.active_profile().monitoring_timing
         self._monitor = DriftMonitor(
-            policy=cfg.monitoring, window_s=cfg.active_profile().monitoring_timing.drift_window_s,
+            policy=cfg.monitoring, window_s=timing.drift_window_s,
+            gate_lookback_s=timing.drift_gate_lookback_s,
             store=DriftStore(cfg.local_path(f"monitoring/{name}.db")),
             report_dir=root / "monitoring" / "reports" / name, **kwargs)
         self._retrain = RetrainPolicy(

@@ -10,7 +10,6 @@ profile) plus prediction drift; the full Evidently report for people is written 
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from collections.abc import Callable
@@ -32,9 +31,12 @@ DEFAULT_MAX_BUFFER_ROWS = 100_000
 """Rows kept per model version and window (the fast path does 100k × 20 in well under 2 s)."""
 DEFAULT_MAX_REFERENCE_ROWS = 10_000
 DEFAULT_MIN_ROWS = 100
-RECENT_WINDOWS = 12
-"""Closed windows of served traffic the promotion drift gate looks at (12 h in prod)."""
 """Fewer rows than this make the statistical tests too noisy to act on."""
+SERVED_ROWS_PER_WINDOW = 1_000
+"""Rows of each closed window kept (seeded sample) for the promotion drift gate."""
+DEFAULT_GATE_LOOKBACK_S = 7 * 86_400.0
+"""Served traffic the promotion drift gate compares a candidate with (platform.yaml:
+``monitoring_timing.drift_gate_lookback_s``)."""
 DEFAULT_DRIFT_SHARE = 0.5
 """Evidently's default: the dataset drifts when at least half of the features drift."""
 EVIDENTLY_MAX_ROWS = 10_000
@@ -162,6 +164,7 @@ class DriftMonitor:
         window_s: float | None = None,
         store: DriftStore | None = None,
         report_dir: Path | None = None,
+        gate_lookback_s: float = DEFAULT_GATE_LOOKBACK_S,
     ) -> None:
         if max_buffer_rows < 1 or max_reference_rows < 1:
             raise UserError("max_buffer_rows and max_reference_rows must be at least 1.")
@@ -176,12 +179,12 @@ class DriftMonitor:
         self.distance_threshold = policy.distance_threshold if policy else 0.1
         self.window_s = window_s
         self.report_dir = report_dir
+        self.gate_lookback_s = gate_lookback_s
         self._store = store or DriftStore(":memory:")
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str], _Window] = {}
         self._references: dict[tuple[str, str], _Reference] = {}
         self._latest: dict[tuple[str, str], DriftReport] = {}
-        self._recent: dict[str, collections.deque[Any]] = {}
         self._rejected = 0
         self._restore()
 
@@ -483,7 +486,7 @@ class DriftMonitor:
         self._store.close_window(
             key[0], key[1], last_seq, report.model_dump(mode="json"), start, end, share,
             report.severity, [(i, s) for i, s in zip(ids, scores, strict=True) if i is not None])
-        self._remember_served(key[0], current)
+        self._remember_served(key[0], current, end)
         with self._lock:
             # The next window opened when the computation started; persist its real start.
             self._windows[key].opened_at = min(self._windows[key].opened_at, end)
@@ -493,27 +496,27 @@ class DriftMonitor:
         return ClosedWindow(report, ref.frame, current, ref.numerical, ref.categorical,
                             scheduled_end if scheduled_end is not None else end)
 
-    def _remember_served(self, model: str, frame: Any) -> None:
-        """Keep the most recent served rows of ``model`` (any version): the last
-        ``RECENT_WINDOWS`` windows, at most ``max_reference_rows`` rows — what a promotion's
-        drift gate compares a candidate with."""
+    def _remember_served(self, model: str, frame: Any, window_end: float) -> None:
+        """Keep a seeded sample of a closed window's served rows of ``model`` (any version) in
+        the store, for ``gate_lookback_s``: what a promotion's drift gate compares a candidate
+        with. In the store, so a restarted monitor still has the last days of traffic."""
         if not len(frame):
             return
-        with self._lock:
-            recent = self._recent.setdefault(model, collections.deque(maxlen=RECENT_WINDOWS))
-            recent.append(frame)
-            while sum(len(f) for f in recent) - len(recent[0]) >= self.max_reference_rows:
-                recent.popleft()
+        if len(frame) > SERVED_ROWS_PER_WINDOW:
+            frame = frame.sample(SERVED_ROWS_PER_WINDOW, random_state=0)
+        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        self._store.add_served(model, window_end, rows, window_end - self.gate_lookback_s)
 
     def served_drift(self, model: str, candidate_rows: list[dict[str, Any]],
                      min_rows: int = DEFAULT_MIN_ROWS) -> DriftReport | None:
-        """Drift between recently served traffic of ``model`` and a candidate's training sample.
+        """Drift between the traffic of ``model`` served in the last ``gate_lookback_s`` (any
+        version) and a candidate's training sample.
 
         The promotion gate's question: was the candidate trained on data like what is served
-        now? The candidate's sample is the reference; the current data is the newest closed
-        windows of the model (any version) back until ``2 × min_rows`` rows. None when fewer
-        than ``min_rows`` served rows were seen (nothing to judge on: the gate says so and
-        passes).
+        now? The candidate's sample is the reference; the current data is the model's closed
+        windows that ended within the lookback (7 days in prod), at most
+        ``max_reference_rows`` rows (a seeded sample across them). None when fewer than
+        ``min_rows`` served rows were kept (nothing to judge on: the gate says so and passes).
 
         Example:
             >>> m.served_drift("fraud", candidate_sample).share_drifted   # doctest: +SKIP
@@ -521,18 +524,13 @@ class DriftMonitor:
         """
         import pandas as pd
 
-        with self._lock:
-            frames = list(self._recent.get(model, ()))
-        # The freshest traffic: newest windows back until 2 × min_rows rows. Older windows
-        # would blend in the population from before a shift the candidate was retrained for.
-        picked: list[Any] = []
-        for frame in reversed(frames):
-            picked.append(frame)
-            if sum(len(f) for f in picked) >= 2 * max(1, min_rows):
-                break
-        current = pd.concat(picked[::-1], ignore_index=True) if picked else pd.DataFrame()
-        if len(current) < max(1, min_rows) or not candidate_rows:
+        windows = self._store.served(model, self._clock() - self.gate_lookback_s)
+        rows = [r for _, chunk in windows for r in chunk]
+        if len(rows) < max(1, min_rows) or not candidate_rows:
             return None
+        current = pd.DataFrame.from_records(rows)
+        if len(current) > self.max_reference_rows:
+            current = current.sample(self.max_reference_rows, random_state=0)
         frame = pd.DataFrame.from_records(candidate_rows)
         frame = frame[[c for c in frame.columns if c in current.columns]]
         numerical = [
@@ -544,9 +542,10 @@ class DriftMonitor:
         features = fast_drift(profile, current, p_value=self.p_value,
                               distance_threshold=self.distance_threshold)
         share = sum(f.drifted for f in features.values()) / len(features) if features else 0.0
-        now = _utc(self._clock())
+        now = self._clock()
         return DriftReport(
-            model=model, version="candidate", window_start=now, window_end=now,
+            model=model, version="candidate", window_start=_utc(now - self.gate_lookback_s),
+            window_end=_utc(now),
             reference_rows=profile.rows, current_rows=len(current), features=features,
             share_drifted=share, dataset_drift=bool(features) and share >= self.drift_share,
             severity=self.severity(share), prediction_drift=None, evidently_report=None)

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS outcomes (id TEXT PRIMARY KEY, model TEXT, label INTE
 CREATE TABLE IF NOT EXISTS retrain (model TEXT PRIMARY KEY, submitted_at REAL, job_id TEXT,
     version TEXT, episode_open INTEGER);
 CREATE TABLE IF NOT EXISTS retrain_targets (model TEXT PRIMARY KEY, body TEXT);
+CREATE TABLE IF NOT EXISTS served (seq INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT,
+    window_end REAL, rows TEXT);
+CREATE INDEX IF NOT EXISTS served_model_end ON served (model, window_end);
 """
 
 
@@ -129,6 +132,21 @@ class DriftStore:
             db.execute("INSERT OR REPLACE INTO windows VALUES (?,?,?,COALESCE((SELECT dropped "
                        "FROM windows WHERE model=? AND version=?), 0))",
                        (model, version, window_end, model, version))
+
+    def add_served(self, model: str, window_end: float, rows: list[dict[str, Any]],
+                   keep_after: float) -> None:
+        """Keep a closed window's served rows for the promotion drift gate; forget the model's
+        windows that ended before ``keep_after``."""
+        with self._tx() as db:
+            db.execute("INSERT INTO served (model, window_end, rows) VALUES (?,?,?)",
+                       (model, window_end, json.dumps(rows, default=str)))
+            db.execute("DELETE FROM served WHERE model=? AND window_end < ?", (model, keep_after))
+
+    def served(self, model: str, since: float) -> list[tuple[float, list[dict[str, Any]]]]:
+        """``(window_end, rows)`` of the model's windows that ended at or after ``since``."""
+        return [(float(end), json.loads(rows)) for end, rows in self._rows(
+            "SELECT window_end, rows FROM served WHERE model=? AND window_end >= ? ORDER BY seq",
+            (model, since))]
 
     def update_report(self, model: str, version: str, window_end: float,
                       report: dict[str, Any]) -> None:

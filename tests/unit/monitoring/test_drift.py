@@ -11,6 +11,8 @@ import pytest
 from mlplat.contracts.v1 import FeatureDrift
 from mlplat.errors import NotFoundError, UserError
 from mlplat.monitoring import MISSING_METHOD, DriftMonitor
+from mlplat.monitoring._drift import SERVED_ROWS_PER_WINDOW
+from mlplat.monitoring._store import DriftStore
 
 N = 1500
 """Above 1,000 rows Evidently picks distance methods (Wasserstein, Jensen-Shannon) with a 0.1
@@ -179,4 +181,34 @@ def test_promotion_drift_gate_compares_served_traffic_with_the_candidates_traini
     assert stale is not None and fresh is not None
     assert stale.share_drifted == 0.5 and {n for n, f in stale.features.items() if f.drifted} \
         == {"amount", "country"}
-    assert fresh.share_drifted == 0.0 and fresh.current_rows == N
+    assert fresh.share_drifted == 0.0 and fresh.current_rows == min(N, SERVED_ROWS_PER_WINDOW)
+
+
+def test_drift_gate_looks_back_its_lookback_and_survives_a_monitor_restart(tmp_path) -> None:
+    """The gate compares with the traffic served in the last ``gate_lookback_s`` (7 days in
+    prod): kept in the monitor's store, so a restarted monitor still judges candidates, and
+    windows older than the lookback no longer count."""
+    clock = FakeClock()
+    path = tmp_path / "drift.db"
+    day = 86_400.0
+    mon = DriftMonitor(clock=clock, store=DriftStore(path), gate_lookback_s=7 * day)
+    mon.set_reference("fraud", 2, rows(seed=1))
+    shifted = dict(amount_shift=1.5, countries=(0.1, 0.2, 0.7))
+    mon.record("fraud", 2, rows(seed=8, **shifted), [0.5] * N)  # a drifted window, day 0
+    mon.report("fraud", "2")
+    clock.t += 3 * day
+    mon.record("fraud", 2, rows(seed=9), [0.5] * N)  # an undrifted one, day 3
+    mon.report("fraud", "2")
+    clock.t += 1 * day
+
+    restarted = DriftMonitor(clock=clock, store=DriftStore(path), gate_lookback_s=7 * day)
+    both = restarted.served_drift("fraud", rows(seed=2))
+    assert both is not None and both.current_rows == 2 * min(N, SERVED_ROWS_PER_WINDOW)
+    assert both.share_drifted > 0  # half the kept traffic is drifted
+
+    clock.t += 4 * day  # day 8: the drifted window is older than 7 days, the other is not
+    recent = restarted.served_drift("fraud", rows(seed=2))
+    assert recent is not None and recent.current_rows == min(N, SERVED_ROWS_PER_WINDOW)
+    assert recent.share_drifted == 0.0
+    clock.t += 7 * day  # nothing served within the lookback: nothing to judge on
+    assert restarted.served_drift("fraud", rows(seed=2)) is None
