@@ -1,4 +1,4 @@
-"""The point-in-time (as-of) join of labels to feature views, on pandas frames.
+"""The point-in-time (as-of) join of labels to feature views, vectorised on Arrow/numpy.
 
 This is the whole semantics of a training dataset; the Ray Data layer only routes every row of
 one entity to the same call. For each label row and each feature view it picks the view row with
@@ -7,23 +7,33 @@ one entity to the same call. For each label row and each feature view it picks t
 * ``label_ts - ttl <= feature_ts <= label_ts`` (both ends inclusive, as Feast does),
 * the greatest ``feature_ts``; among rows with that ``feature_ts`` the greatest
   ``created_timestamp`` (a later write corrects an earlier one; a missing created timestamp
-  loses to any present one); rows tied on both are ordered by their feature values so the
-  result never depends on input order,
+  loses to any present one); rows tied on both are ordered by their feature values (Arrow's
+  order, nulls first) so the result never depends on input order,
 
 and yields nulls when no row qualifies. Label rows with a null entity key or timestamp are
 kept, with null features.
+
+How (:func:`asof_indices`, no per-row Python and no pandas): entity keys become dense integer
+ids by hashing against the view's distinct keys (``index_in``), timestamps become ranks among
+the view's distinct timestamps, and ``id * (ranks + 1) + rank`` is one int64 per row whose
+order is (entity, time). The view rows are sorted on it once (ties on the same entity and time
+resolved by an Arrow sort of just those rows), and every label finds its row with one binary
+search. :func:`asof_join` is the same kernel on pandas frames.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-_ROW = "__mlplat_row"
-_ON = "__mlplat_on"
+_PACK = "__mlplat_pack"
+_NS = pa.timestamp("ns", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -45,20 +55,177 @@ class ViewJoin:
         return f"{self.name}__{self.timestamp_column}"
 
 
+Column: TypeAlias = pa.Array | pa.ChunkedArray
+
+
+def _array(column: Column) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _valid(column: pa.Array) -> np.ndarray:
+    if column.null_count == 0:
+        return np.ones(len(column), dtype=bool)
+    return np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _epoch_ns(column: pa.Array) -> np.ndarray:
+    """Nanoseconds since the epoch of a timestamp array (null slots hold 0)."""
+    ns = column.cast(pa.timestamp("ns", tz=column.type.tz)).cast(pa.int64())
+    return np.asarray(pc.fill_null(ns, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _common_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    if a == b:
+        return a
+    if pa.types.is_integer(a) and pa.types.is_integer(b):
+        return pa.int64()
+    if (pa.types.is_string(a) or pa.types.is_large_string(a)) and (
+        pa.types.is_string(b) or pa.types.is_large_string(b)
+    ):
+        return pa.large_string()
+    return b
+
+
+def _ids(values: pa.Array, distinct: pa.Array) -> np.ndarray:
+    """Position of each value in ``distinct`` (-1: absent or null)."""
+    found = pc.index_in(values, value_set=distinct)
+    return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _key_ids(
+    label_keys: Sequence[pa.Array], view_keys: Sequence[pa.Array]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense int64 entity ids, equal for equal (composite) keys: (labels, view rows).
+
+    View rows must have no null key. A label whose key is null or absent from the view gets -1.
+    """
+    label_ids = view_ids = np.zeros(0, dtype=np.int64)
+    for j, (lab, view) in enumerate(zip(label_keys, view_keys, strict=True)):
+        kind = _common_type(lab.type, view.type)
+        lab, view = lab.cast(kind), view.cast(kind)
+        distinct = pc.unique(view)
+        v, lo = _ids(view, distinct), _ids(lab, distinct)
+        if j == 0:
+            label_ids, view_ids = lo, v
+            continue
+        # mixed radix, then back to dense ids so a third key cannot overflow int64
+        combined_view = view_ids * len(distinct) + v
+        combined_label = np.where((label_ids < 0) | (lo < 0), -1, label_ids * len(distinct) + lo)
+        distinct = pc.unique(pa.array(combined_view))
+        view_ids = _ids(pa.array(combined_view), distinct)
+        label_ids = _ids(pa.array(combined_label), distinct)
+    return label_ids, view_ids
+
+
+def _sortable(column: pa.Array) -> pa.Array:
+    """The column itself where Arrow can sort it, else typed bytes of each value (nested)."""
+    t = column.type
+    if pa.types.is_nested(t) or pa.types.is_dictionary(t) or pa.types.is_interval(t):
+        from mlplat.data._hash import _encode
+
+        return pa.array(
+            [None if v is None else _encode(v) for v in column.to_pylist()], pa.large_binary()
+        )
+    return column
+
+
+def asof_indices(
+    label_keys: Sequence[Column],
+    label_ts: Column,
+    view_keys: Sequence[Column],
+    view_ts: Column,
+    view_ties: Sequence[Column],
+    ttl_ns: int,
+) -> np.ndarray:
+    """For every label row, the index of the view row the as-of join picks, or -1 for none.
+
+    Args:
+        label_keys: The labels' entity key columns (composite keys: several).
+        label_ts: The labels' timestamps (any unit; compared as instants).
+        view_keys: The view's entity key columns, in the same order.
+        view_ts: The view's event timestamps.
+        view_ties: Columns ordering rows with the same entity and event time, most significant
+            first (the created timestamp, then the feature values); the greatest wins, nulls
+            lose.
+        ttl_ns: The view's TTL in nanoseconds (``label_ts - feature_ts <= ttl_ns``).
+
+    Returns:
+        int64 indices into the view rows, one per label row (-1: no row qualifies).
+
+    Example:
+        >>> asof_indices([pa.array([1, 2])], ts(["10:00", "10:00"]), [pa.array([1, 1])],
+        ...              ts(["09:00", "09:30"]), [], ttl_ns=3600 * 10**9)
+        array([ 1, -1])
+    """
+    lkeys = [_array(k) for k in label_keys]
+    lts_arr, vts_arr = _array(label_ts), _array(view_ts)
+    n = len(lts_arr)
+    out = np.full(n, -1, dtype=np.int64)
+    # View rows without a key or a time can never match: leave them out.
+    usable = _valid(vts_arr)
+    for k in view_keys:
+        usable &= _valid(_array(k))
+    rows = np.flatnonzero(usable)
+    if n == 0 or len(rows) == 0:
+        return out
+    keep = None if len(rows) == len(usable) else pa.array(rows)
+    vkeys = [_array(k) if keep is None else _array(k).take(keep) for k in view_keys]
+    vts_arr = vts_arr if keep is None else vts_arr.take(keep)
+    label_ids, view_ids = _key_ids(lkeys, vkeys)
+    lts, vts = _epoch_ns(lts_arr), _epoch_ns(vts_arr)
+    joinable = (label_ids >= 0) & _valid(lts_arr)
+    # Times as ranks among the view's distinct times: vts <= lts <=> view rank <= label rank.
+    times = np.sort(np.asarray(pc.unique(pa.array(vts)).to_numpy(), dtype=np.int64))
+    base = len(times) + 1
+    view_pack = view_ids * base + np.searchsorted(times, vts, side="left") + 1
+    label_pack = label_ids * base + np.searchsorted(times, lts, side="right")
+    order = np.argsort(view_pack, kind="stable")
+    packed = view_pack[order]
+    last = np.empty(len(packed), dtype=bool)
+    np.not_equal(packed[1:], packed[:-1], out=last[:-1])
+    last[-1] = True
+    first = np.empty_like(last)
+    first[0] = True
+    first[1:] = last[:-1]
+    tied = ~(first & last)
+    if tied.any() and view_ties:
+        # Several rows for one entity and time: put the winner last in its run.
+        at = order[tied]
+        table = pa.table(
+            {
+                _PACK: packed[tied],
+                **{
+                    f"t{i}": _sortable(_array(c).take(pa.array(rows[at])))
+                    for i, c in enumerate(view_ties)
+                },
+            }
+        )
+        keys = [(name, "ascending", "at_start") for name in table.column_names]
+        fine = pc.sort_indices(table, sort_keys=keys).to_numpy()
+        order[tied] = at[fine]
+    winners, winner_pack = order[last], packed[last]
+    lab = np.flatnonzero(joinable)
+    pos = np.searchsorted(winner_pack, label_pack[lab], side="right") - 1
+    hit = pos >= 0
+    pos = np.where(hit, pos, 0)
+    hit &= winner_pack[pos] // base == label_ids[lab]  # same entity (else a smaller id's row)
+    chosen = winners[pos]
+    hit &= lts[lab] - vts[chosen] <= ttl_ns
+    out[lab[hit]] = rows[chosen[hit]]
+    return out
+
+
+def take_or_null(column: Column, indices: np.ndarray) -> pa.Array:
+    """``column[indices]`` with nulls where an index is -1."""
+    return _array(column).take(pa.array(indices, mask=indices < 0))
+
+
+def _arrow(series: pd.Series) -> pa.Array:
+    return pa.Array.from_pandas(series.reset_index(drop=True))
+
+
 def _utc_ns(s: pd.Series) -> pd.Series:
-    # merge_asof needs identical key dtypes on both sides; normalise every clock to ns UTC.
     return pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
-
-
-def _latest_per_timestamp(frame: pd.DataFrame, view: ViewJoin, keys: list[str]) -> pd.DataFrame:
-    """One row per (entity, feature_ts): the latest write, deterministic under any input order."""
-    order = [*keys, view.timestamp_column]
-    if view.created_column and view.created_column in frame:
-        order.append(view.created_column)
-    order += [f for f in view.features if f not in order]
-    # na_position="first": a row without a created timestamp loses to one that has it.
-    frame = frame.sort_values(order, kind="stable", na_position="first")
-    return frame.drop_duplicates(subset=[*keys, view.timestamp_column], keep="last")
 
 
 def asof_join(
@@ -86,45 +253,28 @@ def asof_join(
         ['account_id', 'event_timestamp', 'n', 'stats__event_timestamp']
     """
     keys = list(entity_keys)
-    left = labels.copy()
-    left[_ROW] = np.arange(len(left))
-    left[_ON] = _utc_ns(left[timestamp_column])
-    joinable = left[keys].notna().all(axis=1) & left[_ON].notna()
-    out = left[joinable].sort_values(_ON, kind="stable")
+    out = labels.reset_index(drop=True).copy()
+    label_keys = [_arrow(labels[k]) for k in keys]
+    label_ts = pa.array(_utc_ns(labels[timestamp_column]), _NS)
+    added: list[str] = []
     for view, frame in views:
-        cols = [*keys, view.timestamp_column, *view.features]
+        frame = frame.reset_index(drop=True)
+        event = _utc_ns(frame[view.timestamp_column])
+        ties = []
         if view.created_column and view.created_column in frame:
-            cols.append(view.created_column)
-        right = frame[list(dict.fromkeys(cols))].dropna(subset=[*keys, view.timestamp_column])
-        right = right.assign(**{view.timestamp_column: _utc_ns(right[view.timestamp_column])})
-        right = _latest_per_timestamp(right, view, keys)
-        right = pd.DataFrame(
-            {
-                **{k: right[k] for k in keys},
-                _ON: right[view.timestamp_column],
-                **{f: right[f] for f in view.features},
-                view.ts_output: right[view.timestamp_column],
-            }
-        ).sort_values(_ON, kind="stable")
-        for k in keys:  # merge_asof's `by` requires identical key dtypes
-            if right[k].dtype != out[k].dtype:
-                right[k] = right[k].astype(out[k].dtype)
-        out = pd.merge_asof(
-            out,
-            right,
-            on=_ON,
-            by=keys,
-            direction="backward",
-            tolerance=view.ttl,
-            allow_exact_matches=True,
+            ties.append(pa.array(_utc_ns(frame[view.created_column]), _NS))
+        ties += [_arrow(frame[f]) for f in view.features]
+        picked = asof_indices(
+            label_keys,
+            label_ts,
+            [_arrow(frame[k]) for k in keys],
+            pa.array(event, _NS),
+            ties,
+            int(view.ttl.value),
         )
-    added = [c for view, _ in views for c in (*view.features, view.ts_output)]
-    rest = left[~joinable]
-    if len(rest):
-        filler = out.iloc[:0].reindex(range(len(rest)))  # typed nulls for the added columns
-        rest = pd.concat(
-            [rest.reset_index(drop=True), filler[added].reset_index(drop=True)], axis=1
-        )
-        out = pd.concat([out, rest], ignore_index=True) if len(out) else rest
-    out = out.sort_values(_ROW, kind="stable").drop(columns=[_ROW, _ON])
-    return out.reset_index(drop=True)[[*labels.columns, *added]]
+        # reindex: -1 is no row, so a miss becomes NaN/NaT (ints widen, as a left join does)
+        for f in view.features:
+            out[f] = frame[f].reindex(picked).set_axis(out.index)
+        out[view.ts_output] = event.reindex(picked).set_axis(out.index)
+        added += [*view.features, view.ts_output]
+    return out[[*labels.columns, *added]]

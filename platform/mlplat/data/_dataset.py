@@ -23,17 +23,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from mlplat.apps import AppConfig
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import DatasetManifest, FeatureSpec, FeatureViewRef
-from mlplat.data._asof import ViewJoin, asof_join
+from mlplat.data._asof import ViewJoin, asof_indices, take_or_null
 from mlplat.data._feast import check_views, load_definitions, resolve_app, view_version
-from mlplat.data._hash import PartialDigest, content_sha256, table_digest
+from mlplat.data._hash import PartialDigest, content_sha256, row_hashes64, table_digest
 from mlplat.data._storage import (
     copy_tree,
     delete_tree,
@@ -250,13 +250,11 @@ def plan_dataset(
 
 def bucket_of(keys: list[pa.ChunkedArray | pa.Array], num_buckets: int) -> pa.Array:
     """Stable bucket per row from its entity key values (same in every process and run)."""
-    # One string per row, hashed with pandas' keyed SipHash: an int key hashes the same whether
-    # or not its batch had nulls, and composite keys mix fully (pandas' multi-column hash
-    # combination leaves the low bits, which the modulo keeps, nearly unmixed).
-    parts = [pc.fill_null(k.cast(pa.string()), "\x00") for k in keys]
-    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
-    hashed = pd.util.hash_pandas_object(joined.to_pandas(), index=False).to_numpy()
-    return pa.array((hashed % num_buckets).astype("int32"))
+    # The content hash's vectorised row hash over the key columns alone: a row's bucket
+    # depends only on its key values (not on nulls elsewhere in its batch, nor on the integer
+    # width), and composite keys mix fully.
+    table = pa.table({f"k{j:03d}": k for j, k in enumerate(keys)})
+    return pa.array((row_hashes64(table) % np.uint64(num_buckets)).astype(np.int32))
 
 
 def _unify(
@@ -271,7 +269,7 @@ def _unify(
         if field.name == _BUCKET:
             columns.append(bucket_of(keys, plan.num_buckets))
         elif field.name == _SIDE:
-            columns.append(pa.array([side] * n, pa.int8()))
+            columns.append(pa.array(np.full(n, side, dtype=np.int8)))
         elif field.name in by_target:
             columns.append(batch.column(by_target[field.name]).cast(field.type))
         else:
@@ -281,20 +279,35 @@ def _unify(
 
 def join_group(group: pa.Table, plan: Plan) -> pa.Table:
     """The as-of join of one bucket's rows (labels and every view) → output rows."""
-    keys, ts = list(plan.spec.entity_keys), plan.spec.timestamp_column
-    df = group.to_pandas(types_mapper=pd.ArrowDtype)
-    side = df[_SIDE]
-    labels = df.loc[side == 0, [*keys, _TS, *plan.label_columns]].rename(columns={_TS: ts})
-    views = []
+    keys = list(plan.spec.entity_keys)
+    side = group.column(_SIDE).to_numpy()
+    labels = pa.array(np.flatnonzero(side == 0))
+    label_keys = [group.column(k).take(labels) for k in keys]
+    label_ts = group.column(_TS).take(labels)
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        **dict(zip(keys, label_keys, strict=True)),
+        plan.spec.timestamp_column: label_ts,
+        **{c: group.column(c).take(labels) for c in plan.label_columns},
+    }
     for i, source in enumerate(plan.sources, start=1):
-        cols = [*keys, _TS, _CREATED, *source.join.features]
-        frame = df.loc[side == i, cols].rename(columns={_TS: ts, _CREATED: _CREATED_NAME})
-        views.append((source.join, frame))
-    out = asof_join(labels, views, keys, ts)
-    table = pa.Table.from_pandas(out[plan.output.names], schema=plan.output, preserve_index=False)
-    # Drop pandas' metadata: readers of the dataset should get plain Arrow types, not the
-    # ArrowDtype columns this frame happened to hold.
-    return table.replace_schema_metadata(None)
+        rows = pa.array(np.flatnonzero(side == i))
+        view_ts = group.column(_TS).take(rows)
+        features = [group.column(f).take(rows) for f in source.join.features]
+        ties = [group.column(_CREATED).take(rows)] if source.created_column else []
+        picked = asof_indices(
+            label_keys,
+            label_ts,
+            [group.column(k).take(rows) for k in keys],
+            view_ts,
+            [*ties, *features],
+            int(source.join.ttl.value),
+        )
+        for name, values in zip(source.join.features, features, strict=True):
+            columns[name] = take_or_null(values, picked)
+        columns[source.join.ts_output] = take_or_null(view_ts, picked)
+    return pa.Table.from_arrays(
+        [columns[f.name].cast(f.type) for f in plan.output], schema=plan.output
+    )
 
 
 def _digest_batch(batch: pa.Table) -> pa.Table:

@@ -424,6 +424,19 @@ def _row_hash_blocks(table: pa.Table, block: int) -> Iterator[np.ndarray]:
         yield acc
 
 
+def row_hashes64(table: pa.Table) -> np.ndarray:
+    """A stable 64-bit hash of every row (lane A of the row hash below), as uint64.
+
+    The same in every process and run; a row's hash depends only on its own values (and the
+    column names' order), so it can route rows, e.g. to shuffle buckets.
+    """
+    out = np.empty(table.num_rows, dtype=_U64)
+    for start, rows in zip(range(0, table.num_rows, _BLOCK), _row_hash_blocks(table, _BLOCK),
+                           strict=True):
+        out[start : start + rows.shape[1]] = rows[0]
+    return out
+
+
 def table_digest(table: pa.Table) -> PartialDigest:
     """The partial digest of the rows of ``table`` (columns hashed in name order).
 
