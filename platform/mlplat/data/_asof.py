@@ -14,11 +14,12 @@ and yields nulls when no row qualifies. Label rows with a null entity key or tim
 kept, with null features.
 
 How (:func:`asof_indices`, no per-row Python and no pandas): entity keys become dense integer
-ids by hashing against the view's distinct keys (``index_in``), timestamps become ranks among
-the view's distinct timestamps, and ``id * (ranks + 1) + rank`` is one int64 per row whose
-order is (entity, time). The view rows are sorted on it once (ties on the same entity and time
-resolved by an Arrow sort of just those rows), and every label finds its row with one binary
-search. :func:`asof_join` is the same kernel on pandas frames.
+ids by hashing against the view's distinct keys (``index_in``), and ``id * base + t`` (``t``:
+the time's offset from the view's earliest, or its rank among the view's distinct times when the
+offsets would overflow) is one int64 per row whose order is (entity, time). The view rows are
+sorted on it once (ties on the same entity and time resolved by an Arrow sort of just those
+rows), and every label finds its row with one binary search. :func:`asof_join` is the same
+kernel on pandas frames.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ Column: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 def _array(column: Column) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _valid(column: pa.Array) -> np.ndarray:
@@ -129,6 +132,30 @@ def _sortable(column: pa.Array) -> pa.Array:
     return column
 
 
+def _pack(
+    view_ids: np.ndarray, vts: np.ndarray, label_ids: np.ndarray, lts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One int64 per row ordered by (entity id, time): ``id * base + t`` with ``t`` in
+    ``[0, base)``, where view time ``<=`` label time exactly when the view's ``t`` is ``<=`` the
+    label's. Returns (view packs, label packs, base).
+
+    ``t`` is the offset from the view's earliest time (labels clipped into the range) when
+    ``ids * base`` fits in int64, else the rank among the view's distinct times.
+    """
+    first, span = int(vts.min()), int(vts.max()) - int(vts.min())
+    ids = int(view_ids.max()) + 1
+    if (span + 2) * ids < 1 << 62:
+        base = span + 2
+        view_t = vts - (first - 1)  # 1 .. span + 1
+        label_t = np.clip(lts, first - 1, first + span) - (first - 1)  # 0: before any view row
+    else:
+        times = np.sort(np.asarray(pc.unique(pa.array(vts)).to_numpy(), dtype=np.int64))
+        base = len(times) + 1
+        view_t = np.searchsorted(times, vts, side="left") + 1
+        label_t = np.searchsorted(times, lts, side="right")
+    return view_ids * base + view_t, label_ids * base + label_t, base
+
+
 def asof_indices(
     label_keys: Sequence[Column],
     label_ts: Column,
@@ -174,12 +201,9 @@ def asof_indices(
     label_ids, view_ids = _key_ids(lkeys, vkeys)
     lts, vts = _epoch_ns(lts_arr), _epoch_ns(vts_arr)
     joinable = (label_ids >= 0) & _valid(lts_arr)
-    # Times as ranks among the view's distinct times: vts <= lts <=> view rank <= label rank.
-    times = np.sort(np.asarray(pc.unique(pa.array(vts)).to_numpy(), dtype=np.int64))
-    base = len(times) + 1
-    view_pack = view_ids * base + np.searchsorted(times, vts, side="left") + 1
-    label_pack = label_ids * base + np.searchsorted(times, lts, side="right")
-    order = np.argsort(view_pack, kind="stable")
+    view_pack, label_pack, base = _pack(view_ids, vts, label_ids, lts)
+    # Not stable: rows that tie on (entity, time) are put in order below.
+    order = np.argsort(view_pack)
     packed = view_pack[order]
     last = np.empty(len(packed), dtype=bool)
     np.not_equal(packed[1:], packed[:-1], out=last[:-1])

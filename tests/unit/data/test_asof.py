@@ -191,3 +191,22 @@ def test_composite_keys_must_all_match(other_bank: str) -> None:
     view, frame = _one_view([(0, None, 1.0)])
     frame = frame.assign(bank=other_bank)
     assert asof_join(_labels(1), [(view, frame)], KEYS)["x"].isna().all()
+
+
+FAR = pd.Timedelta(days=6 * 365)  # one "minute" of the strategies becomes six years
+
+
+def _far(frame: pd.DataFrame) -> pd.DataFrame:
+    """Event times stretched so a few entities over the span overflow ``id * time offset`` in
+    int64 and the kernel ranks the view's distinct times instead."""
+    steps = (frame["event_timestamp"] - T0) / pd.Timedelta(minutes=1)
+    start = pd.Timestamp("1750-01-01", tz="UTC")
+    return frame.assign(event_timestamp=[start + s * FAR for s in steps])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(labels=label_frames(), stats=view_frames("count"), ttl=st.integers(min_value=0, max_value=6))
+def test_times_too_far_apart_for_offsets_still_match_the_oracle(labels, stats, ttl) -> None:
+    views = [(ViewJoin("stats", ("count",), ttl * FAR), _far(stats))]
+    labels = _far(labels)
+    _assert_frames_match(asof_join(labels, views, KEYS), _oracle(labels, views))
