@@ -124,6 +124,16 @@ class GovernanceSLO(StrictModel):
     audit_retention_days: int = Field(gt=0)
 
 
+class LLMServingSLO(StrictModel):
+    """Per-version SLOs of LLM apps, judged over ``promotion_timing.evaluation_window_s``."""
+
+    ttft_p99_ms: float = Field(gt=0, description="p99 time to first token (router-measured).")
+    inter_token_p99_ms: float = Field(gt=0, description="p99 gap between streamed tokens.")
+    max_error_rate: float = Field(ge=0, le=1, description="Share of failed generations.")
+    min_samples: int = Field(
+        ge=1, description="Fewest generations in a window before its p99s are judged.")
+
+
 class SLOs(StrictModel):
     data: DataSLO
     experiment: ExperimentSLO
@@ -131,6 +141,7 @@ class SLOs(StrictModel):
     deployment: DeploymentSLO
     monitoring: MonitoringSLO
     governance: GovernanceSLO
+    llm: LLMServingSLO
 
 
 # --------------------------------------------------------------------------- storage backends

@@ -19,10 +19,29 @@ SPEC = {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_laye
         "corpus_sentences": 200}
 
 
+def _test_app_raw(prefix: str, root: Path, default_max_tokens: int,
+                  **serving: Any) -> dict[str, Any]:
+    """apps/llm/app.yaml under a unique name/route (other people's apps share this cluster),
+    its models under ``root``."""
+    import yaml
+
+    suffix = uuid.uuid4().hex[:6]
+    raw = yaml.safe_load((REPO / "apps/llm/app.yaml").read_text())
+    raw.update(
+        name=f"{prefix}-{suffix}",
+        model={"name": "tiny-chat", "version": "1",
+               "source": {"type": "local", "path": f"{root}/{{name}}/{{version}}"}},
+        serving={**raw["serving"], "route_prefix": f"/{prefix}-{suffix}",
+                 "num_cpus_per_replica": 0.25, **serving},
+        transformers={"max_tokens_limit": 32, "default_max_tokens": default_max_tokens},
+        builder=SPEC,
+    )
+    return raw  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="module")
 def llm(ray_cluster, tmp_path_factory):
     import httpx
-    import yaml
     from ray import serve
 
     from mlplat.config import load_config
@@ -31,18 +50,7 @@ def llm(ray_cluster, tmp_path_factory):
     cfg = load_config(REPO / "platform.yaml")
     root = tmp_path_factory.mktemp("llm-models")
     build_tiny_llm(TinyModelSpec.model_validate(SPEC), root / "tiny-chat" / "1", seed=0)
-    suffix = uuid.uuid4().hex[:6]  # other people's apps share this cluster
-    raw = yaml.safe_load((REPO / "apps/llm/app.yaml").read_text())
-    raw.update(
-        name=f"llm-test-{suffix}",
-        model={"name": "tiny-chat", "version": "1",
-               "source": {"type": "local", "path": f"{root}/{{name}}/{{version}}"}},
-        serving={**raw["serving"], "route_prefix": f"/llm-test-{suffix}",
-                 "num_cpus_per_replica": 0.25},
-        transformers={"max_tokens_limit": 32, "default_max_tokens": 8},
-        builder=SPEC,
-    )
-    app = parse_llm_app(raw, cfg)
+    app = parse_llm_app(_test_app_raw("llm-test", root, default_max_tokens=8), cfg)
     client = httpx.Client(timeout=60.0)
     try:  # delete the app even when the deploy itself times out
         t0 = time.monotonic()
@@ -174,3 +182,151 @@ def test_token_metrics_reach_the_prometheus_endpoint(llm) -> None:
                             found.add(name)
         time.sleep(1)
     assert found == {"ttft_ms", "tokens_per_s", "queue_ms"}
+
+
+# ---------------------------------------------------------------------------- two versions
+
+
+@pytest.fixture(scope="module")
+def llm2(ray_cluster, tmp_path_factory):
+    """Versions 1 (seed 0) and 2 (seed 1) of the tiny model behind one router, 50/50, with
+    its own SLO guard actor."""
+    import httpx
+    import ray
+    from ray import serve
+
+    from mlplat.config import load_config
+    from mlplat.deployment import TrafficSplit
+    from mlplat.llm import TinyModelSpec, build_tiny_llm, deploy_llm, parse_llm_app
+
+    cfg = load_config(REPO / "platform.yaml")
+    root = tmp_path_factory.mktemp("llm2-models")
+    spec = TinyModelSpec.model_validate(SPEC)
+    for version, seed in (("1", 0), ("2", 1)):
+        build_tiny_llm(spec, root / "tiny-chat" / version, seed=seed)
+    app = parse_llm_app(_test_app_raw("llm2-test", root, default_max_tokens=4,
+                                      max_ongoing_requests=16), cfg)
+    guard = f"llm-guard-{app.name}"
+    client = httpx.Client(timeout=60.0)
+    try:
+        url = deploy_llm(cfg, app, actor="ci", reason="two versions", timeout_s=240,
+                         split=TrafficSplit(weights={"1": 50, "2": 50}), guard=guard)
+        yield {"cfg": cfg, "app": app, "url": url, "client": client, "guard": guard}
+    finally:
+        client.close()
+        serve.delete(app.name)
+        try:
+            ray.kill(ray.get_actor(guard, namespace="mlplat"))
+        except ValueError:
+            pass
+
+
+SHORT = {"model": "tiny-chat", "messages": [{"role": "user", "content": "the canary"}],
+         "max_tokens": 4, "temperature": 0}
+
+
+def _key_for(split: dict[str, float], version: str, prefix: str = "c") -> str:
+    from mlplat.deployment import SplitPicker, TrafficSplit
+
+    picker = SplitPicker(TrafficSplit(weights=split))
+    return next(f"{prefix}{i}" for i in range(10_000)
+                if picker.choose(f"conversation:{prefix}{i}") == version)
+
+
+def test_two_versions_split_sticky_by_user_and_named(llm2, record_property) -> None:
+    from mlplat.deployment import SplitPicker, TrafficSplit
+
+    client, url = llm2["client"], llm2["url"]
+    picker = SplitPicker(TrafficSplit(weights={"1": 50, "2": 50}))
+    answered: dict[str, set[str]] = {}
+    for i in range(10):
+        user = f"user-{i}"
+        for _ in range(2):
+            r = client.post(f"{url}/chat/completions", json={**SHORT, "user": user})
+            assert r.status_code == 200, r.text
+            version = r.headers["x-mlplat-version"]
+            assert r.json()["system_fingerprint"] == f"tiny-chat-v{version}"
+            assert version == picker.choose(f"user:{user}")
+            answered.setdefault(user, set()).add(version)
+    assert all(len(v) == 1 for v in answered.values())  # sticky per user
+    shares = [next(iter(v)) for v in answered.values()]
+    record_property("users_on_v2", f"{shares.count('2')}/{len(shares)}")
+    assert set(shares) == {"1", "2"}
+    # A conversation id pins a conversation, also for streams through the router.
+    conv = _key_for({"1": 50, "2": 50}, "2")
+    with client.stream("POST", f"{url}/chat/completions", json={**SHORT, "stream": True},
+                       headers={"X-Conversation-Id": conv}) as r:
+        assert r.status_code == 200 and r.headers["x-mlplat-version"] == "2"
+        lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]" and len(lines) >= 3
+
+
+def test_shadow_compares_text_of_two_versions(llm2, record_property) -> None:
+    from mlplat.deployment import TrafficSplit
+    from mlplat.llm import llm_shadow_report, set_llm_traffic
+    from tests.services import poll
+
+    cfg, app, client, url = llm2["cfg"], llm2["app"], llm2["client"], llm2["url"]
+    set_llm_traffic(cfg, app.name, TrafficSplit(weights={"1": 100}, shadow="2"), actor="ci",
+                    reason="shadow v2")
+    for i in range(6):
+        r = client.post(f"{url}/chat/completions", json={**SHORT, "user": f"s{i}"})
+        assert r.status_code == 200 and r.headers["x-mlplat-version"] == "1"
+    report = poll(lambda: llm_shadow_report(cfg, app.name),
+                  lambda rep: (rep["comparisons"].get("1->2") or {}).get("comparisons", 0)
+                  + rep["dropped"] >= 6, 60, "shadow comparisons of 6 requests")
+    pair = report["comparisons"]["1->2"]
+    record_property("shadow", json.dumps({k: pair[k] for k in (
+        "comparisons", "exact_match_rate", "mean_token_delta", "mean_similarity")}))
+    assert pair["comparisons"] >= 1 and report["failed"] == 0
+    assert 0 <= pair["exact_match_rate"] <= 1 and 0 <= pair["mean_similarity"] <= 1
+    assert report["shadow"]["2"]["requests"] == pair["comparisons"]
+    assert report["shadow"]["2"]["ttft_p99_ms"] is not None
+    assert report["live"]["1"]["requests"] >= 6
+
+
+def test_injected_ttft_breach_rolls_canary_back_with_no_failed_request(
+        llm2, record_property) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlplat.deployment import TrafficSplit
+    from mlplat.governance import AuditLog
+    from mlplat.llm import llm_router_stats, set_llm_traffic
+    from tests.services import poll
+
+    cfg, app, client, url = llm2["cfg"], llm2["app"], llm2["client"], llm2["url"]
+    slo = cfg.slos.llm
+    delay_s = 2 * slo.ttft_p99_ms / 1000  # every canary TTFT lands past the SLO
+    split = {"1": 50.0, "2": 50.0}
+    set_llm_traffic(cfg, app.name, TrafficSplit(weights=split), actor="ci", stable="1",
+                    reason="canary with a stalled engine",
+                    faults={"2": {"delay_s": delay_s, "live_only": True}})
+    canary = [_key_for(split, "2", f"k{i}-") for i in range(slo.min_samples + 1)]
+    primary = [_key_for(split, "1", f"p{i}-") for i in range(4)]
+    t0 = time.monotonic()
+
+    def ask(conv: str) -> tuple[int, str]:
+        r = client.post(f"{url}/chat/completions", json=SHORT,
+                        headers={"X-Conversation-Id": conv})
+        return r.status_code, r.headers.get("x-mlplat-version", "")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(ask, canary + primary))
+    assert all(status == 200 for status, _ in results), results  # no failed request
+    assert [v for _, v in results[len(canary):]] == ["1"] * len(primary)
+    answered_s = time.monotonic() - t0
+    stats = poll(lambda: llm_router_stats(cfg, app.name),
+                 lambda s: s["shadow"]["split"]["weights"].get("2") == 0.0, 60,
+                 "canary weight 0 after the TTFT breach")
+    rolled_s = time.monotonic() - t0
+    record_property("breach_to_weight0_s", round(rolled_s - answered_s, 2))
+    assert stats["shadow"]["split"]["weights"]["1"] == 100.0
+    # The guard appends its audit record once the split is in force: poll for it.
+    rec = poll(lambda: AuditLog(cfg).events(target=app.name, action_prefix="llm.rollback"),
+               bool, 30, "llm.rollback audit record")
+    assert rec[-1].actor == llm2["guard"]
+    assert "ttft p99" in rec[-1].reason and rec[-1].outcome == "ok"
+    # After the rollback every conversation is answered by v1, including the canary's.
+    r = client.post(f"{url}/chat/completions", json=SHORT,
+                    headers={"X-Conversation-Id": canary[0]})
+    assert r.status_code == 200 and r.headers["x-mlplat-version"] == "1"

@@ -45,6 +45,8 @@ from mlplat.deployment._router import ShadowComparison as ShadowComparison
 from mlplat.deployment._slo import LATENCY_BUCKETS_MS as LATENCY_BUCKETS_MS
 from mlplat.deployment._slo import SloWindows as SloWindows
 from mlplat.deployment._slo import VersionCounters as VersionCounters
+from mlplat.deployment._slo import WindowStats as WindowStats
+from mlplat.deployment._slo import breach as breach
 from mlplat.deployment._slo import p99_of as p99_of
 from mlplat.deployment._split import SplitPicker as SplitPicker
 from mlplat.deployment._split import bucket_of as bucket_of
@@ -90,6 +92,8 @@ __all__ = [
     "TrafficSplit",
     "VersionCounters",
     "VersionFault",
+    "WindowStats",
+    "breach",
     "bucket_of",
     "contract_gate",
     "current_split",

@@ -36,14 +36,32 @@ class VersionCounters:
     requests: int = 0
     errors: int = 0
     buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_MS))
+    extra: dict[str, list[int]] = field(default_factory=dict)
+    """Further latency histograms by name (LLM: ``ttft``, ``itl``), same bucket bounds."""
 
     def observe(self, latency_ms: float, ok: bool) -> None:
         self.requests += 1
         self.errors += 0 if ok else 1
         self.buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
 
+    def observe_ms(self, metric: str, *values_ms: float) -> None:
+        """Add samples to the named histogram ``metric`` (not a request: counts unchanged).
+
+        Example:
+            >>> c = VersionCounters(); c.observe_ms("ttft", 30.0, 40.0)
+            >>> sum(c.extra["ttft"])
+            2
+        """
+        hist = self.extra.setdefault(metric, [0] * len(LATENCY_BUCKETS_MS))
+        for v in values_ms:
+            hist[bisect.bisect_left(LATENCY_BUCKETS_MS, v)] += 1
+
     def snapshot(self) -> dict[str, Any]:
-        return {"requests": self.requests, "errors": self.errors, "buckets": list(self.buckets)}
+        out: dict[str, Any] = {"requests": self.requests, "errors": self.errors,
+                               "buckets": list(self.buckets)}
+        if self.extra:
+            out["extra"] = {k: list(v) for k, v in self.extra.items()}
+        return out
 
 
 @dataclass(frozen=True)
@@ -53,14 +71,20 @@ class WindowStats:
     requests: int
     errors: int
     p99_ms: float | None
+    extra_p99_ms: dict[str, float | None] = field(default_factory=dict)
+    """p99 of each named histogram (``VersionCounters.observe_ms``) in the window."""
+    extra_samples: dict[str, int] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "errors": self.errors,
-                "error_rate": round(self.error_rate, 4), "p99_ms": self.p99_ms}
+        out: dict[str, Any] = {"requests": self.requests, "errors": self.errors,
+                               "error_rate": round(self.error_rate, 4), "p99_ms": self.p99_ms}
+        for name, p99 in self.extra_p99_ms.items():
+            out[f"{name}_p99_ms"] = p99
+        return out
 
 
 def p99_of(buckets: list[int]) -> float | None:
@@ -118,6 +142,7 @@ class SloWindows:
         """
         requests = errors = 0
         buckets = [0] * len(LATENCY_BUCKETS_MS)
+        extra: dict[str, list[int]] = {}
         with self._lock:
             for (a, _replica), series in self._series.items():
                 if a != app or not series:
@@ -136,23 +161,47 @@ class SloWindows:
                 b_buckets = base["buckets"] if base else [0] * len(LATENCY_BUCKETS_MS)
                 requests += max(0, end["requests"] - b_req)
                 errors += max(0, end["errors"] - b_err)
-                for i, (e, b) in enumerate(zip(end["buckets"], b_buckets, strict=True)):
-                    buckets[i] += max(0, e - b)
-        return WindowStats(requests=requests, errors=errors, p99_ms=p99_of(buckets))
+                _add_diff(buckets, end["buckets"], b_buckets)
+                for name, hist in (end.get("extra") or {}).items():
+                    _add_diff(extra.setdefault(name, [0] * len(LATENCY_BUCKETS_MS)), hist,
+                              ((base or {}).get("extra") or {}).get(name))
+        return WindowStats(requests=requests, errors=errors, p99_ms=p99_of(buckets),
+                           extra_p99_ms={k: p99_of(v) for k, v in extra.items()},
+                           extra_samples={k: sum(v) for k, v in extra.items()})
 
 
-def breach(stats: WindowStats, max_error_rate: float, max_p99_ms: float,
-           min_requests_for_p99: int = 10) -> str | None:
-    """Why ``stats`` breaches the SLO, or None. p99 is judged only on enough samples.
+def _add_diff(into: list[int], end: list[int], base: list[int] | None) -> None:
+    for i, e in enumerate(end):
+        into[i] += max(0, e - (base[i] if base else 0))
+
+
+def breach(stats: WindowStats, max_error_rate: float, max_p99_ms: float | None,
+           min_requests_for_p99: int = 10,
+           max_extra_p99_ms: dict[str, float] | None = None) -> str | None:
+    """Why ``stats`` breaches the SLO, or None. p99s are judged only on enough requests.
+
+    Args:
+        stats: One version's window.
+        max_error_rate: Largest tolerated share of failed requests.
+        max_p99_ms: Request latency p99 bound (None: not judged, e.g. whole LLM generations).
+        min_requests_for_p99: Fewest requests in the window before any p99 is judged.
+        max_extra_p99_ms: Bounds on named histograms (LLM: ``{"ttft": …, "itl": …}``).
 
     Example:
         >>> breach(WindowStats(requests=4, errors=4, p99_ms=5), 0.02, 250)
         'error rate 1 > 0.02 (4 of 4 requests)'
+        >>> breach(WindowStats(5, 0, 9000, {"ttft": 2000}), 0.05, None, 5, {"ttft": 1000})
+        'ttft p99 2000 ms > 1000 ms (5 requests)'
     """
     if stats.requests and stats.error_rate > max_error_rate:
         return (f"error rate {stats.error_rate:.3g} > {max_error_rate:.3g} "
                 f"({stats.errors} of {stats.requests} requests)")
-    if (stats.requests >= min_requests_for_p99 and stats.p99_ms is not None
-            and stats.p99_ms > max_p99_ms):
+    if stats.requests < min_requests_for_p99:
+        return None
+    if max_p99_ms is not None and stats.p99_ms is not None and stats.p99_ms > max_p99_ms:
         return f"p99 {stats.p99_ms:.0f} ms > {max_p99_ms:.0f} ms ({stats.requests} requests)"
+    for name, bound in sorted((max_extra_p99_ms or {}).items()):
+        p99 = stats.extra_p99_ms.get(name)
+        if p99 is not None and p99 > bound:
+            return f"{name} p99 {p99:.0f} ms > {bound:.0f} ms ({stats.requests} requests)"
     return None

@@ -18,6 +18,9 @@ from mlplat.llm._api import app_builder as app_builder
 from mlplat.llm._api import deploy_llm as deploy_llm
 from mlplat.llm._api import llm_application as llm_application
 from mlplat.llm._api import llm_endpoint_url as llm_endpoint_url
+from mlplat.llm._api import llm_router_stats as llm_router_stats
+from mlplat.llm._api import llm_shadow_report as llm_shadow_report
+from mlplat.llm._api import set_llm_traffic as set_llm_traffic
 from mlplat.llm._api import undeploy_llm as undeploy_llm
 from mlplat.llm._builder import BuildResult as BuildResult
 from mlplat.llm._builder import build_tiny_llm as build_tiny_llm
@@ -38,12 +41,20 @@ from mlplat.llm._engine import LLMEngineLoader as LLMEngineLoader
 from mlplat.llm._engine import SamplingParams as SamplingParams
 from mlplat.llm._engine import StopFilter as StopFilter
 from mlplat.llm._engine import load_engine as load_engine
+from mlplat.llm._guard import GUARD_ACTOR as GUARD_ACTOR
+from mlplat.llm._guard import LLMSloGuard as LLMSloGuard
+from mlplat.llm._guard import get_llm_guard as get_llm_guard
 from mlplat.llm._metrics import TokenAccounting as TokenAccounting
 from mlplat.llm._metrics import cost_per_1k_tokens as cost_per_1k_tokens
 from mlplat.llm._metrics import replica_cost_usd_per_s as replica_cost_usd_per_s
 from mlplat.llm._registry import materialize_model as materialize_model
 from mlplat.llm._registry import model_folder as model_folder
 from mlplat.llm._registry import register_model as register_model
+from mlplat.llm._router import CONVERSATION_HEADER as CONVERSATION_HEADER
+from mlplat.llm._router import VERSION_HEADER as VERSION_HEADER
+from mlplat.llm._router import LLMRouter as LLMRouter
+from mlplat.llm._router import compare_texts as compare_texts
+from mlplat.llm._router import text_similarity as text_similarity
 from mlplat.llm._schemas import ChatCompletionRequest as ChatCompletionRequest
 from mlplat.llm._schemas import CompletionRequest as CompletionRequest
 from mlplat.llm._schemas import LLMRequestError as LLMRequestError
@@ -53,7 +64,10 @@ from mlplat.llm._vllm import require_ray_serve_llm as require_ray_serve_llm
 from mlplat.llm._vllm import vllm_llm_config_kwargs as vllm_llm_config_kwargs
 
 __all__ = [
+    "CONVERSATION_HEADER",
+    "GUARD_ACTOR",
     "LLM_EXTRA_INSTALL",
+    "VERSION_HEADER",
     "AppEngineLoader",
     "BuildResult",
     "ChatCompletionRequest",
@@ -66,6 +80,8 @@ __all__ = [
     "LLMEngine",
     "LLMEngineLoader",
     "LLMRequestError",
+    "LLMRouter",
+    "LLMSloGuard",
     "SamplingParams",
     "StopFilter",
     "TinyModelSpec",
@@ -73,11 +89,15 @@ __all__ = [
     "app_builder",
     "build_tiny_llm",
     "build_vllm_app",
+    "compare_texts",
     "corpus",
     "cost_per_1k_tokens",
     "deploy_llm",
+    "get_llm_guard",
     "llm_application",
     "llm_endpoint_url",
+    "llm_router_stats",
+    "llm_shadow_report",
     "load_engine",
     "load_llm_app",
     "materialize_model",
@@ -88,6 +108,8 @@ __all__ = [
     "replica_cost_usd_per_s",
     "require_ray_serve_llm",
     "resolve_local_source",
+    "set_llm_traffic",
+    "text_similarity",
     "undeploy_llm",
     "vllm_llm_config_kwargs",
 ]

@@ -6,7 +6,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mlplat.cluster import pool_selector
-from mlplat.errors import InfraError
+from mlplat.deployment import RouterUserConfig, TrafficSplit
+from mlplat.errors import InfraError, NotFoundError
 
 if TYPE_CHECKING:
     from mlplat.config import PlatformConfig
@@ -26,12 +27,26 @@ def llm_endpoint_url(cfg: PlatformConfig, app: LLMAppConfig) -> str:
     return f"http://127.0.0.1:{cfg.local_cluster.serve_http_port}{app.serving.route_prefix}/v1"
 
 
+def _build_id(cfg: PlatformConfig, app: LLMAppConfig, loader: LLMEngineLoader | None,
+              guard: str | None) -> str:
+    """Serve code version of the router: equal builds change traffic through ``reconfigure``
+    (no replica restart), as the deployment plane's router does."""
+    import hashlib
+
+    parts = [cfg.model_dump_json(), app.model_dump_json(), repr(loader), repr(guard)]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
 def llm_application(cfg: PlatformConfig, app: LLMAppConfig,
-                    loader: LLMEngineLoader | None = None) -> Any:
+                    loader: LLMEngineLoader | None = None, *,
+                    user_config: RouterUserConfig | None = None, guard: str | None = None
+                    ) -> Any:
     """The Serve application for the app's engine (validated first; nothing is started).
 
-    ``transformers``: ``LLMDeployment`` replicas with ``serving.num_cpus_per_replica`` on the
-    serving pool. ``vllm``: Ray Serve LLM's OpenAI app from ``vllm_llm_config_kwargs``.
+    ``transformers``: the LLM router (``LLMDeployment``) with ``serving.num_cpus_per_replica``
+    on the serving pool, its versions in-process; ``user_config`` is the deployment plane's
+    ``RouterUserConfig`` (default: 100 % on ``model.version``). ``vllm``: Ray Serve LLM's
+    OpenAI app from ``vllm_llm_config_kwargs`` (one version, no router yet).
 
     Raises:
         UserError: bad config, or vLLM chosen but not installed (names the install command).
@@ -43,6 +58,9 @@ def llm_application(cfg: PlatformConfig, app: LLMAppConfig,
         return build_vllm_app(cfg, app)
     from mlplat.llm._serve import LLMDeployment
 
+    user_config = user_config or RouterUserConfig(
+        model=app.model.name, split=TrafficSplit(weights={app.model.version: 100.0}))
+    build_id = _build_id(cfg, app, loader, guard)
     deployment = LLMDeployment.options(  # type: ignore[attr-defined]
         num_replicas=app.serving.num_replicas,
         max_ongoing_requests=app.serving.max_ongoing_requests,
@@ -51,8 +69,10 @@ def llm_application(cfg: PlatformConfig, app: LLMAppConfig,
             "label_selector": pool_selector(app.serving.pool),
         },
         logging_config={"enable_access_log": False},
+        user_config=user_config.model_dump(mode="json"),
+        version=build_id, _internal=True,
     )
-    return deployment.bind(cfg, app, loader)
+    return deployment.bind(cfg, app, loader, guard, build_id)
 
 
 def app_builder(args: dict[str, Any]) -> Any:
@@ -73,7 +93,8 @@ def app_builder(args: dict[str, Any]) -> Any:
 
 def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: str = "",
                name: str | None = None, loader: LLMEngineLoader | None = None,
-               timeout_s: float | None = None) -> str:
+               timeout_s: float | None = None, split: TrafficSplit | None = None,
+               guard: str | None = None) -> str:
     """Deploy the LLM app (audited) and wait until it serves.
 
     Args:
@@ -84,6 +105,9 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
         name: Serve application name; defaults to the app's name.
         loader: ``(model, version) -> LLMEngine``; default: the app's engine and model source.
         timeout_s: Deadline; defaults to ``slos.deployment.deploy_after_approval_s``.
+        split: Versions and weights (and a shadow); default 100 % on ``model.version``.
+        guard: Name of the SLO guard actor (created if absent) that rolls a breaching canary
+            back to weight 0; None: traffic changes only by hand.
 
     Returns:
         The OpenAI base URL (``POST <url>/chat/completions``).
@@ -99,26 +123,53 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
 
     from mlplat.governance import AuditLog
 
-    application = llm_application(cfg, app, loader)  # config errors before cluster time
+    split = split or TrafficSplit(weights={app.model.version: 100.0})
+    user_config = RouterUserConfig(model=app.model.name, split=split)
+    # config errors before cluster time
+    application = llm_application(cfg, app, loader, user_config=user_config, guard=guard)
     audit = AuditLog(cfg)
     app_name = name or app.name
     deadline = time.monotonic() + (timeout_s or cfg.slos.deployment.deploy_after_approval_s)
     details: dict[str, Any] = {"engine": app.engine, "model": app.model.name,
                                "version": app.model.version,
+                               "split": split.model_dump(mode="json"), "guard": guard,
                                "route_prefix": app.serving.route_prefix}
     try:
+        if guard is not None:
+            from mlplat.llm._guard import get_llm_guard
+
+            get_llm_guard(cfg, guard)
         serve.start(proxy_location="HeadOnly",
                     http_options={"host": "127.0.0.1", "port": cfg.local_cluster.serve_http_port})
         serve._run(application, name=app_name, route_prefix=app.serving.route_prefix,
                    _blocking=False)
         _wait_running(app_name, deadline)
+        if app.engine == "transformers":
+            _wait_split(app_name, split, deadline)
     except BaseException as exc:
         audit.append(actor, "llm.deploy", app_name, reason=reason,
                      details={**details, "error": f"{type(exc).__name__}: {exc}"},
                      outcome="failed")
         raise
+    details["cost_meter"] = _register_cost(app_name, app)
     audit.append(actor, "llm.deploy", app_name, reason=reason, details=details)
     return llm_endpoint_url(cfg, app)
+
+
+def _register_cost(app_name: str, app: LLMAppConfig) -> str:
+    """Charge the app's replicas to its team and model in the cost meter, if one runs (the
+    replicas push generated tokens to it: cost per 1k tokens). Never fails the deploy."""
+    import ray
+
+    from mlplat.cluster import PLATFORM_NAMESPACE
+    from mlplat.governance import COST_METER_NAME
+
+    try:
+        meter = ray.get_actor(COST_METER_NAME, namespace=PLATFORM_NAMESPACE)
+        ray.get(meter.register_serving.remote(app_name, app.team, app.model.name), timeout=10)
+    except Exception as exc:
+        return f"not registered: {type(exc).__name__}"
+    return "registered"
 
 
 def _wait_running(app_name: str, deadline: float) -> None:
@@ -153,3 +204,114 @@ def undeploy_llm(cfg: PlatformConfig, app_name: str, *, actor: str, reason: str 
     audit = AuditLog(cfg)
     serve.delete(app_name)
     audit.append(actor, "llm.undeploy", app_name, reason=reason)
+
+
+def _call(app_name: str, method: str, timeout_s: float, *args: Any) -> Any:
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        handle = serve.get_app_handle(app_name)
+    except RayServeException as exc:
+        raise NotFoundError(f"LLM app '{app_name}' is not deployed on this Ray cluster "
+                            f"({exc}); deploy it first (mlplat.llm.deploy_llm).") from exc
+    return getattr(handle, method).remote(*args).result(timeout_s=timeout_s)
+
+
+def _wait_split(app_name: str, split: TrafficSplit, deadline: float) -> None:
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise InfraError(f"LLM app '{app_name}' did not adopt split "
+                             f"{split.model_dump(mode='json')} before its deadline.")
+        if TrafficSplit.model_validate(_call(app_name, "split_state", remaining)) == split:
+            return
+        time.sleep(_POLL_S)
+
+
+def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, actor: str,
+                    reason: str = "", stable: str | None = None,
+                    faults: dict[str, Any] | None = None, action: str = "llm.set_traffic",
+                    details: dict[str, Any] | None = None) -> None:
+    """Change the weights / shadow of a deployed LLM app in place (``reconfigure``), audited.
+
+    The build (config, loader, guard) is read back from the running router, so only the Serve
+    ``user_config`` changes: replicas load newly named versions (in a worker thread, serving
+    on) before swapping the split in, and drop versions no longer named.
+
+    Args:
+        cfg: Platform config.
+        app_name: The Serve application of the LLM app.
+        split: New weights per version and optional shadow version.
+        actor: Who (audited).
+        reason: Why (audited).
+        stable: Fallback version when the picked one fails (default: the heaviest).
+        faults: Per-version fault injection, ``{"2": {"delay_s": 2.0}}`` (tests/chaos only);
+            None keeps the current ones.
+        action: Audit action (the SLO guard records ``llm.rollback``).
+        details: Extra audit details.
+
+    Raises:
+        NotFoundError: the app is not deployed.
+        UserError: invalid split/faults.
+        InfraError: not in force within ``slos.deployment.rollback_after_breach_s``.
+
+    Example:
+        >>> set_llm_traffic(cfg, "llm", TrafficSplit(weights={"1": 90, "2": 10}),
+        ...                 actor="alice", reason="canary 10 %")   # doctest: +SKIP
+    """
+    from pydantic import ValidationError
+    from ray import serve
+
+    from mlplat.errors import UserError
+    from mlplat.governance import AuditLog
+
+    audit = AuditLog(cfg)  # opened first: no audit log, no change
+    deadline = time.monotonic() + cfg.slos.deployment.rollback_after_breach_s
+    build = _call(app_name, "build_info", cfg.slos.deployment.rollback_after_breach_s)
+    current = build["user_config"] or {}
+    info: dict[str, Any] = {"from": current.get("split"), "to": split.model_dump(mode="json"),
+                            "stable": stable, **(details or {})}
+    if faults is not None:
+        info["faults"] = faults
+    try:
+        try:
+            user_config = RouterUserConfig.model_validate({
+                "model": build["app"].model.name, "split": split.model_dump(mode="json"),
+                "tuning": current.get("tuning") or {}, "stable": stable,
+                "faults": (current.get("faults") or {}) if faults is None else faults})
+        except ValidationError as exc:
+            raise UserError(f"invalid traffic for LLM app '{app_name}': {exc}") from exc
+        serve._run(llm_application(build["cfg"], build["app"], build["loader"],
+                                   user_config=user_config, guard=build["guard"]),
+                   name=app_name, route_prefix=build["app"].serving.route_prefix,
+                   _blocking=False)
+        _wait_split(app_name, split, deadline)
+    except BaseException as exc:
+        audit.append(actor, action, app_name, reason=reason,
+                     details={**info, "error": f"{type(exc).__name__}: {exc}"}, outcome="failed")
+        raise
+    info["in_force_s"] = round(cfg.slos.deployment.rollback_after_breach_s
+                               - (deadline - time.monotonic()), 3)
+    audit.append(actor, action, app_name, reason=reason, details=info)
+
+
+def llm_router_stats(cfg: PlatformConfig, app_name: str) -> dict[str, Any]:
+    """One replica's router counters: requests per version, key sources, fallbacks, shadow.
+
+    Example:
+        >>> llm_router_stats(cfg, "llm")["requests_by_version"]   # doctest: +SKIP
+        {'1': 61, '2': 39}
+    """
+    return _call(app_name, "router_stats", cfg.slos.deployment.rollback_after_breach_s)  # type: ignore[no-any-return]
+
+
+def llm_shadow_report(cfg: PlatformConfig, app_name: str) -> dict[str, Any]:
+    """Shadow comparison of an LLM app: exact-match rate, token-length delta, similarity
+    (difflib word ratio) per live→shadow pair, and per-version TTFT/ITL/error windows.
+
+    Example:
+        >>> llm_shadow_report(cfg, "llm")["comparisons"]["1->2"]["exact_match_rate"]  # doctest: +SKIP
+        0.25
+    """
+    return llm_router_stats(cfg, app_name)["shadow"]  # type: ignore[no-any-return]

@@ -47,11 +47,13 @@ class LLMCore:
     """Validates requests, runs the engine, shapes OpenAI responses and counts tokens."""
 
     def __init__(self, cfg: PlatformConfig, app: LLMAppConfig, engine: LLMEngine,
-                 observe: Observer | None = None) -> None:
+                 observe: Observer | None = None,
+                 accounting: TokenAccounting | None = None) -> None:
         self.cfg = cfg
         self.app = app
         self.engine = engine
-        self.accounting = TokenAccounting()
+        # Shared by the versions of one replica: the replica's cost is paid whichever answers.
+        self.accounting = accounting if accounting is not None else TokenAccounting()
         self._observe = observe
         self.errors = 0
 
@@ -81,24 +83,33 @@ class LLMCore:
         return prompt, params, field
 
     async def handle(self, raw: bytes | str,
-                     schema: type[ChatCompletionRequest] | type[CompletionRequest]
+                     schema: type[ChatCompletionRequest] | type[CompletionRequest],
+                     observe: Observer | None = None, *, force_stream: bool | None = None
                      ) -> tuple[int, dict[str, Any] | None, AsyncIterator[str] | None]:
-        """Returns ``(status, json_body, None)`` or ``(200, None, sse_lines)`` for streams."""
+        """Returns ``(status, json_body, None)`` or ``(200, None, sse_lines)`` for streams.
+
+        Args:
+            raw: The request body.
+            schema: Chat or completion request model.
+            observe: Also told ``(stats, status)`` of this one generation (the router's SLO
+                counters); not called for a 4xx.
+            force_stream: Override the body's ``stream`` (a shadow copy is always collected).
+        """
         try:
             req: ChatCompletionRequest | CompletionRequest = parse_request(raw, schema)  # type: ignore[type-var]
             prompt, params, field = self._prepare(req)
         except LLMRequestError as exc:
             return exc.http_status, exc.body(), None
         rid = new_id("chatcmpl" if isinstance(req, ChatCompletionRequest) else "cmpl")
-        if req.stream:
-            return 200, None, self._sse(req, rid, prompt, params, field)
+        if req.stream if force_stream is None else force_stream:
+            return 200, None, self._sse(req, rid, prompt, params, field, observe)
         stats = GenerationStats()
         try:
-            text, finish = await self._collect(prompt, params, stats, field)
+            text, finish = await self._collect(prompt, params, stats, field, observe)
         except LLMRequestError as exc:
             return exc.http_status, exc.body(), None
         except Exception as exc:
-            return self._failed(exc, stats)
+            return self._failed(exc, stats, observe)
         usage = self._usage(stats)
         shape = chat_response if isinstance(req, ChatCompletionRequest) else completion_response
         return 200, shape(rid, req.model, text, finish, usage), None
@@ -106,17 +117,18 @@ class LLMCore:
     # ------------------------------------------------------------------ generation
 
     async def _collect(self, prompt: str, params: SamplingParams, stats: GenerationStats,
-                       field: str) -> tuple[str, FinishReason]:
+                       field: str, observe: Observer | None = None) -> tuple[str, FinishReason]:
         parts: list[str] = []
         finish: FinishReason = "length"
         async for delta in self.engine.stream(prompt, params, stats, prompt_field=field):
             parts.append(delta.text)
             finish = delta.finish_reason or finish
-        self._done(stats)
+        self._done(stats, observe)
         return "".join(parts), finish
 
     async def _sse(self, req: ChatCompletionRequest | CompletionRequest, rid: str, prompt: str,
-                   params: SamplingParams, field: str) -> AsyncIterator[str]:
+                   params: SamplingParams, field: str, observe: Observer | None = None
+                   ) -> AsyncIterator[str]:
         chat = isinstance(req, ChatCompletionRequest)
         stats = GenerationStats()
         if chat:
@@ -131,11 +143,11 @@ class LLMCore:
                                                       delta.finish_reason)
                     )
         except Exception as exc:  # the status line is gone: report in-band, as OpenAI does
-            _, body, _ = self._failed(exc, stats)
+            _, body, _ = self._failed(exc, stats, observe)
             yield sse(body or {"error": {"message": str(exc)}})
             yield sse("[DONE]")
             return
-        self._done(stats)
+        self._done(stats, observe)
         if req.stream_options and req.stream_options.include_usage:
             usage: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
                      "model": req.model, "choices": [], "usage": self._usage(stats).model_dump()}
@@ -149,16 +161,18 @@ class LLMCore:
                      completion_tokens=stats.completion_tokens,
                      total_tokens=stats.prompt_tokens + stats.completion_tokens)
 
-    def _done(self, stats: GenerationStats) -> None:
+    def _done(self, stats: GenerationStats, observe: Observer | None = None) -> None:
         self.accounting.observe(stats)
-        if self._observe is not None:
-            self._observe(stats, "ok")
+        for hook in (self._observe, observe):
+            if hook is not None:
+                hook(stats, "ok")
 
-    def _failed(self, exc: BaseException, stats: GenerationStats
-                ) -> tuple[int, dict[str, Any], None]:
+    def _failed(self, exc: BaseException, stats: GenerationStats,
+                observe: Observer | None = None) -> tuple[int, dict[str, Any], None]:
         self.errors += 1
-        if self._observe is not None:
-            self._observe(stats, "error")
+        for hook in (self._observe, observe):
+            if hook is not None:
+                hook(stats, "error")
         status = exc.http_status if isinstance(exc, MlplatError) else 500
         log.exception("generation failed")
         return status, {"error": {"message": f"generation failed: {type(exc).__name__}: {exc}",

@@ -1,0 +1,190 @@
+"""Automatic rollback of LLM canaries on the SLOs of ``slos.llm`` (platform.yaml).
+
+``LLMSloGuard`` is the plain logic (a clock, no Ray): LLM router replicas push their cumulative
+per-version counters with the split they apply; the guard differences them into fleet-wide
+windows with the deployment plane's ``SloWindows`` and judges every canary — a live version
+other than the stable one — with the plane's ``breach`` on error rate, TTFT p99 and
+inter-token p99. A breach calls ``rollback(app, split_without_canary, why, window)``.
+
+The guard keeps no state worth saving: the split lives in the Serve app's ``user_config`` and
+the counters are re-pushed every ``slo_report_interval_s``, so a restarted guard judges again
+after one window. ``LLMGuardActor`` is the thin detached actor around it.
+
+Example:
+    >>> guard = LLMSloGuard(cfg, rollback=lambda *a: None, clock=fake_clock)   # doctest: +SKIP
+    >>> guard.report("llm", "replica-1", snapshot, split, stable="1")         # doctest: +SKIP
+    >>> guard.tick()                                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from mlplat.deployment import SloWindows, TrafficSplit, WindowStats, breach
+from mlplat.llm._router import ITL, TTFT
+
+if TYPE_CHECKING:
+    from mlplat.config import PlatformConfig
+
+GUARD_ACTOR = "mlplat-llm-slo-guard"
+"""Default name of the detached guard actor (namespace ``mlplat``)."""
+
+Rollback = Callable[[str, TrafficSplit, str, WindowStats], None]
+"""``(app, new_split, why, window)``: put the new split in force (audited)."""
+
+
+def without(split: TrafficSplit, version: str, stable: str) -> TrafficSplit:
+    """``split`` with ``version``'s weight given to ``stable`` (shadow kept unless it is it).
+
+    Example:
+        >>> without(TrafficSplit(weights={"1": 50, "2": 50}), "2", "1").weights
+        {'1': 100.0, '2': 0.0}
+    """
+    weights = dict(split.weights)
+    moved = weights.get(version, 0.0)
+    weights[version] = 0.0
+    weights[stable] = weights.get(stable, 0.0) + moved
+    shadow = None if split.shadow == version else split.shadow
+    return TrafficSplit(weights=weights, shadow=shadow)
+
+
+class LLMSloGuard:
+    """Judges LLM canaries per window and rolls back a breaching one (once per split).
+
+    Args:
+        cfg: Platform config (``slos.llm``, ``promotion_timing.evaluation_window_s``).
+        rollback: Applies the rolled-back split; its exceptions are recorded, retried next tick.
+        clock: Seconds (wall clock in the actor, fake in tests).
+    """
+
+    def __init__(self, cfg: PlatformConfig, rollback: Rollback, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.slo = cfg.slos.llm
+        self.window_s = cfg.active_profile().promotion_timing.evaluation_window_s
+        self.windows = SloWindows(history_s=max(60.0, 4 * self.window_s))
+        self._rollback = rollback
+        self.clock = clock
+        self._lock = threading.Lock()
+        # app → (split json, stable, first seen at): a new split restarts its windows
+        self._splits: dict[str, tuple[str, str, float]] = {}
+        self.events: list[dict[str, Any]] = []
+
+    def report(self, app: str, replica: str, snapshot: dict[str, Any],
+               split: dict[str, Any], stable: str) -> None:
+        """A replica's cumulative counters and the split (and stable version) it applies."""
+        now = self.clock()
+        key = TrafficSplit.model_validate(split).model_dump_json()
+        with self._lock:
+            seen = self._splits.get(app)
+            if seen is None or seen[0] != key or seen[1] != stable:
+                self._splits[app] = (key, stable, now)
+        self.windows.report(app, replica, snapshot, now)
+
+    def judge(self, app: str) -> list[tuple[str, str, WindowStats]]:
+        """``(version, why, window)`` for every breaching canary of ``app`` now."""
+        with self._lock:
+            seen = self._splits.get(app)
+        if seen is None:
+            return []
+        split, stable, since = TrafficSplit.model_validate_json(seen[0]), seen[1], seen[2]
+        now = self.clock()
+        start = max(now - self.window_s, since)
+        out = []
+        for version, weight in sorted(split.weights.items()):
+            if weight <= 0 or version == stable:
+                continue
+            stats = self.windows.window(app, version, start, now)
+            why = breach(stats, self.slo.max_error_rate, None, self.slo.min_samples,
+                         {TTFT: self.slo.ttft_p99_ms, ITL: self.slo.inter_token_p99_ms})
+            if why:
+                out.append((version, why, stats))
+        return out
+
+    def tick(self) -> list[dict[str, Any]]:
+        """Judge every app; roll back each breaching canary. Returns this tick's events."""
+        with self._lock:
+            apps = list(self._splits)
+        events = []
+        for app in apps:
+            for version, why, stats in self.judge(app):
+                with self._lock:
+                    key, stable, _ = self._splits[app]
+                new = without(TrafficSplit.model_validate_json(key), version, stable)
+                event: dict[str, Any] = {"t": self.clock(), "app": app, "version": version,
+                                         "to": new.model_dump(mode="json"),
+                                         "why": f"SLO breach of v{version}: {why}",
+                                         "window": stats.as_dict()}
+                try:
+                    self._rollback(app, new, event["why"], stats)
+                except Exception as exc:  # retried on the next tick while the breach holds
+                    event["error"] = f"{type(exc).__name__}: {exc}"
+                else:
+                    with self._lock:  # the new split is in force: judge it afresh
+                        self._splits[app] = (new.model_dump_json(), stable, self.clock())
+                event["done_at"] = self.clock()
+                events.append(event)
+        self.events.extend(events)
+        del self.events[:-100]
+        return events
+
+
+class LLMGuardActor:
+    """Ray actor shell: ticks the guard in a thread; a rollback is ``set_llm_traffic``, audited."""
+
+    def __init__(self, cfg: PlatformConfig, name: str = GUARD_ACTOR, tick_s: float = 0.2) -> None:
+        self._cfg = cfg
+        self._name = name
+        self._guard = LLMSloGuard(cfg, self._apply)
+        self._tick_s = tick_s
+        self._stop = threading.Event()
+        threading.Thread(target=self._loop, name="llm-slo-guard", daemon=True).start()
+
+    def _apply(self, app: str, split: TrafficSplit, why: str, stats: WindowStats) -> None:
+        from mlplat.llm._api import set_llm_traffic
+
+        set_llm_traffic(self._cfg, app, split, actor=self._name, reason=why,
+                        action="llm.rollback", details={"window": stats.as_dict()})
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._guard.tick()
+            except Exception:  # keep guarding; events record their own errors
+                import logging
+
+                logging.getLogger(__name__).exception("LLM SLO guard tick failed")
+            time.sleep(self._tick_s)
+
+    def report(self, app: str, replica: str, snapshot: dict[str, Any], split: dict[str, Any],
+               stable: str) -> None:
+        self._guard.report(app, replica, snapshot, split, stable)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The rollbacks done (or tried: ``error``) since the actor started."""
+        return list(self._guard.events)
+
+    def windows(self, app: str) -> dict[str, Any]:
+        """Each version's current window as the guard sees it."""
+        now = self._guard.clock()
+        with self._guard._lock:
+            seen = self._guard._splits.get(app)
+        if seen is None:
+            return {}
+        split = TrafficSplit.model_validate_json(seen[0])
+        return {v: self._guard.windows.window(app, v, max(now - self._guard.window_s, seen[2]),
+                                              now).as_dict() for v in split.weights}
+
+
+def get_llm_guard(cfg: PlatformConfig, name: str = GUARD_ACTOR) -> Any:
+    """The guard actor ``name`` (created if absent: detached, named, 0 CPU, restartable).
+
+    Example:
+        >>> ray.get(get_llm_guard(cfg).events.remote())   # doctest: +SKIP
+    """
+    from mlplat.cluster import platform_actor
+
+    return platform_actor(cfg, LLMGuardActor, name, cfg, name, max_concurrency=8)

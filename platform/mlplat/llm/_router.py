@@ -1,0 +1,397 @@
+"""Versions of an LLM behind one OpenAI endpoint: sticky weighted split, shadow, SLO counters.
+
+The deployment plane's machinery, applied to text: the split is the fraud router's
+``SplitPicker`` (BLAKE2b of the request key into 10 000 buckets), the ``user_config`` is its
+``RouterUserConfig`` (weights, shadow, stable fallback, fault injection), the live counters are
+its ``VersionCounters`` with two extra histograms (``ttft``, ``itl``) that the SLO guard judges
+with the plane's ``breach``. What is LLM-specific lives here: the request key (``X-Conversation-Id``
+header, else the OpenAI ``user`` field), the version named on every answer, and the shadow
+comparison for text.
+
+Plain class, no Ray: unit tests drive it with fake engines. ``_serve.py`` is its Serve shell.
+
+Example:
+    >>> router = LLMRouter(cfg, app, make_core)                               # doctest: +SKIP
+    >>> router.commit(router.plan({"model": "tiny-chat", "split": {"weights": {"1": 90, "2": 10}}})[0],
+    ...               {"1": core1, "2": core2})                               # doctest: +SKIP
+    >>> status, body, stream, version = await router.handle(raw, ChatCompletionRequest, headers)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import random
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlplat.deployment import (
+    RouterUserConfig,
+    SplitPicker,
+    VersionCounters,
+    VersionFault,
+    WindowStats,
+    p99_of,
+)
+from mlplat.errors import UserError
+from mlplat.llm._engine import GenerationStats
+
+if TYPE_CHECKING:
+    from mlplat.llm._core import LLMCore
+    from mlplat.llm._schemas import ChatCompletionRequest, CompletionRequest
+
+CONVERSATION_HEADER = "x-conversation-id"
+"""Request header that pins a conversation to one version (checked before ``user``)."""
+VERSION_HEADER = "x-mlplat-version"
+"""Response header naming the model version that answered."""
+TTFT, ITL = "ttft", "itl"
+"""Names of the extra SLO histograms: time to first token, inter-token latency (ms)."""
+
+
+def request_key(body: Any, headers: Mapping[str, str]) -> tuple[str, str]:
+    """The split key of a request and where it came from (``conversation``/``user``/``random``).
+
+    A conversation id (header) or the OpenAI ``user`` field keeps every turn of that
+    conversation or user on one version while the weights hold still; without either the
+    request is split on a fresh random key.
+
+    Example:
+        >>> request_key({"user": "u7"}, {})
+        ('user:u7', 'user')
+        >>> request_key({"user": "u7"}, {"x-conversation-id": "c1"})
+        ('conversation:c1', 'conversation')
+    """
+    conv = headers.get(CONVERSATION_HEADER)
+    if conv:
+        return f"conversation:{conv}", "conversation"
+    user = body.get("user") if isinstance(body, dict) else None
+    if isinstance(user, str) and user:
+        return f"user:{user}", "user"
+    return f"random:{uuid.uuid4().hex}", "random"
+
+
+def text_similarity(a: str, b: str) -> float:
+    """Word-level ``difflib.SequenceMatcher`` ratio in [0, 1] (1 = same words in the same order).
+
+    Order-aware (unlike a Jaccard of word sets) and cheap for short completions.
+
+    Example:
+        >>> text_similarity("the canary measures", "the canary measures")
+        1.0
+        >>> round(text_similarity("the canary measures", "the canary waits"), 3)
+        0.667
+    """
+    wa, wb = a.split(), b.split()
+    if not wa and not wb:
+        return 1.0
+    return difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
+
+
+@dataclass(frozen=True)
+class TextComparison:
+    """One request answered live and mirrored to the shadow version."""
+
+    live_version: str
+    shadow_version: str
+    exact_match: bool
+    token_delta: int
+    """Shadow completion tokens − live completion tokens."""
+    similarity: float
+
+
+def compare_texts(live_version: str, live_text: str, live_tokens: int, shadow_version: str,
+                  shadow_text: str, shadow_tokens: int) -> TextComparison:
+    """Exact match, token-length delta and word-level similarity of two completions.
+
+    Example:
+        >>> c = compare_texts("1", "a b c", 3, "2", "a b", 2)
+        >>> c.exact_match, c.token_delta, round(c.similarity, 2)
+        (False, -1, 0.8)
+    """
+    return TextComparison(live_version, shadow_version, live_text == shadow_text,
+                          shadow_tokens - live_tokens, text_similarity(live_text, shadow_text))
+
+
+class ShadowTextTotals:
+    """Running comparison totals for one (live, shadow) version pair."""
+
+    def __init__(self) -> None:
+        self.comparisons = 0
+        self.exact = 0
+        self.sum_token_delta = 0
+        self.sum_abs_token_delta = 0
+        self.sum_similarity = 0.0
+
+    def add(self, c: TextComparison) -> None:
+        self.comparisons += 1
+        self.exact += int(c.exact_match)
+        self.sum_token_delta += c.token_delta
+        self.sum_abs_token_delta += abs(c.token_delta)
+        self.sum_similarity += c.similarity
+
+    def as_dict(self) -> dict[str, Any]:
+        n = self.comparisons
+        return {"comparisons": n,
+                "exact_match_rate": self.exact / n if n else None,
+                "mean_token_delta": self.sum_token_delta / n if n else None,
+                "mean_abs_token_delta": self.sum_abs_token_delta / n if n else None,
+                "mean_similarity": self.sum_similarity / n if n else None,
+                "similarity": "difflib word ratio"}
+
+
+def observe_generation(counters: VersionCounters, stats: GenerationStats, status: str,
+                       delay_s: float, total_ms: float) -> None:
+    """Record one generation in a version's SLO counters.
+
+    TTFT is what a client waits for the first token once the replica has the request: the
+    injected delay (faults), the wait for a generation slot and the engine's first token.
+    """
+    counters.observe(total_ms, ok=status == "ok")
+    if status != "ok":
+        return
+    if stats.ttft_s is not None:
+        counters.observe_ms(TTFT, 1000 * (delay_s + stats.queue_s + stats.ttft_s))
+    counters.observe_ms(ITL, *(1000 * g for g in stats.inter_token_s))
+
+
+CoreFactory = Callable[[str], "LLMCore"]
+"""``version -> LLMCore`` (loads the version's engine; called off the event loop)."""
+
+
+class LLMRouter:
+    """Split, fallback, fault injection, shadow and counters of one LLM replica.
+
+    Args:
+        app_name: The app (for messages).
+        rng: Randomness for fault injection.
+        clock: Monotonic seconds (latency measurements).
+    """
+
+    def __init__(self, app_name: str, *, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.app_name = app_name
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self.config: RouterUserConfig | None = None
+        self._picker: SplitPicker | None = None
+        self.cores: dict[str, LLMCore] = {}
+        self.requests: Counter[str] = Counter()
+        self.keys: Counter[str] = Counter()
+        self.fallbacks: Counter[str] = Counter()
+        self.slo: dict[str, VersionCounters] = {}
+        self.shadow_slo: dict[str, VersionCounters] = {}
+        self.shadow_totals: dict[tuple[str, str], ShadowTextTotals] = {}
+        self.shadow_recent: deque[TextComparison] = deque(maxlen=100)
+        self.shadow_in_flight = 0
+        self.shadow_dropped = 0
+        self.shadow_failed = 0
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ configuration
+
+    def plan(self, user_config: Mapping[str, Any] | RouterUserConfig
+             ) -> tuple[RouterUserConfig, list[str]]:
+        """Validate a ``user_config``; returns it and the versions still to load.
+
+        Raises:
+            UserError: invalid config (names the field).
+        """
+        from pydantic import ValidationError
+
+        try:
+            new = RouterUserConfig.model_validate(user_config)
+        except ValidationError as exc:
+            raise UserError(f"invalid LLM router user_config for app '{self.app_name}': "
+                            f"{exc}") from exc
+        wanted = set(new.split.weights) | ({new.split.shadow} if new.split.shadow else set())
+        return new, sorted(wanted - set(self.cores), key=int)
+
+    def commit(self, new: RouterUserConfig, loaded: Mapping[str, LLMCore]) -> None:
+        """Swap in ``new`` with the freshly loaded cores; drop versions no longer named."""
+        cores = {**self.cores, **loaded}
+        wanted = set(new.split.weights) | ({new.split.shadow} if new.split.shadow else set())
+        missing = wanted - set(cores)
+        if missing:
+            raise UserError(f"versions {sorted(missing)} of app '{self.app_name}' are not loaded")
+        self.cores = {v: c for v, c in cores.items() if v in wanted}
+        self._picker = SplitPicker(new.split)
+        self.config = new
+
+    @property
+    def picker(self) -> SplitPicker:
+        if self._picker is None:
+            raise UserError(f"LLM router '{self.app_name}' has no traffic split yet; deploy one.")
+        return self._picker
+
+    def stable_version(self) -> str:
+        """The fallback: ``stable`` if configured and live, else the heaviest live version."""
+        assert self.config is not None
+        weights = self.config.split.weights
+        if self.config.stable and weights.get(self.config.stable, 0) > 0:
+            return self.config.stable
+        return max(sorted(weights, key=int), key=lambda v: weights[v])
+
+    def fault_for(self, version: str) -> VersionFault | None:
+        return self.config.faults.get(version) if self.config else None
+
+    # ------------------------------------------------------------------ requests
+
+    async def handle(self, raw: bytes, schema: type[ChatCompletionRequest] | type[CompletionRequest],
+                     headers: Mapping[str, str]
+                     ) -> tuple[int, dict[str, Any] | None, AsyncIterator[str] | None, str]:
+        """Route one OpenAI request; returns ``(status, body, sse_lines, version)``.
+
+        A version whose injected fault fires is answered by the stable version instead
+        (counted as an error of the faulty version), so a broken canary costs no failed request.
+        """
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None  # the core answers the 400 naming the body
+        key, source = request_key(body, headers)
+        self.keys[source] += 1
+        version = self.picker.choose(key)
+        fault = self.fault_for(version)
+        delay_s = 0.0
+        if fault is not None:
+            if fault.delay_s:
+                delay_s = fault.delay_s
+                await asyncio.sleep(delay_s)
+            if fault.error_rate and self._rng.random() < fault.error_rate:
+                self.slo.setdefault(version, VersionCounters()).observe(1000 * delay_s, ok=False)
+                stable = self.stable_version()
+                self.fallbacks[version] += 1
+                if stable != version:
+                    version, delay_s = stable, 0.0
+        self.requests[version] += 1
+        started = self._clock()
+        counters = self.slo.setdefault(version, VersionCounters())
+
+        def observe(stats: GenerationStats, status: str) -> None:
+            total = 1000 * (delay_s + self._clock() - started)
+            observe_generation(counters, stats, status, delay_s, total)
+
+        core = self.cores[version]
+        status, out, stream = await core.handle(raw, schema, observe)
+        if out is not None and status == 200:
+            out["system_fingerprint"] = f"{core.engine.model}-v{version}"
+            text = _response_text(out)
+            tokens = int((out.get("usage") or {}).get("completion_tokens", 0))
+            self._mirror(raw, schema, version, text, tokens)
+        if stream is not None:
+            stream = self._tee(stream, raw, schema, version)
+        return status, out, stream, version
+
+    async def _tee(self, stream: AsyncIterator[str], raw: bytes,
+                   schema: type[ChatCompletionRequest] | type[CompletionRequest],
+                   version: str) -> AsyncIterator[str]:
+        """Pass SSE lines through; collect the text for the shadow comparison."""
+        parts: list[str] = []
+        tokens = 0
+        async for line in stream:
+            yield line
+            if line.startswith("data: {"):
+                event = json.loads(line[6:])
+                for choice in event.get("choices") or []:
+                    delta = choice.get("delta")
+                    parts.append((delta or {}).get("content", "") if delta is not None
+                                 else choice.get("text", ""))
+                    tokens += 1 if parts[-1] else 0
+        self._mirror(raw, schema, version, "".join(parts), tokens)
+
+    # ------------------------------------------------------------------ shadow
+
+    def _mirror(self, raw: bytes, schema: type[ChatCompletionRequest] | type[CompletionRequest],
+                live_version: str, live_text: str, live_tokens: int) -> None:
+        """Fire-and-forget a copy to the shadow version (bounded; a full queue drops it)."""
+        if self.config is None or not self.config.split.shadow:
+            return
+        shadow = self.config.split.shadow
+        if shadow == live_version or shadow not in self.cores:
+            return
+        if self.shadow_in_flight >= self.config.tuning.shadow_max_in_flight:
+            self.shadow_dropped += 1
+            return
+        self.shadow_in_flight += 1
+        task = asyncio.get_running_loop().create_task(
+            self._shadow(raw, schema, live_version, live_text, live_tokens, shadow))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _shadow(self, raw: bytes,
+                      schema: type[ChatCompletionRequest] | type[CompletionRequest],
+                      live_version: str, live_text: str, live_tokens: int, shadow: str) -> None:
+        counters = self.shadow_slo.setdefault(shadow, VersionCounters())
+        started = self._clock()
+        fault = self.fault_for(shadow)
+        delay_s = fault.delay_s if fault is not None and not fault.live_only else 0.0
+
+        def observe(stats: GenerationStats, status: str) -> None:
+            observe_generation(counters, stats, status, delay_s,
+                               1000 * (self._clock() - started))
+
+        try:
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            status, out, _ = await self.cores[shadow].handle(raw, schema, observe,
+                                                             force_stream=False)
+            if status != 200 or out is None:
+                self.shadow_failed += 1
+                return
+            tokens = int((out.get("usage") or {}).get("completion_tokens", 0))
+            if live_tokens == 0 and live_text:
+                live_tokens = tokens  # streamed without usage: best effort
+            c = compare_texts(live_version, live_text, live_tokens, shadow,
+                              _response_text(out), tokens)
+            self.shadow_totals.setdefault((live_version, shadow), ShadowTextTotals()).add(c)
+            self.shadow_recent.append(c)
+        except Exception:
+            self.shadow_failed += 1
+        finally:
+            self.shadow_in_flight -= 1
+
+    async def drain(self) -> None:
+        """Wait for pending shadow copies (tests; shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    # ------------------------------------------------------------------ reports
+
+    def slo_snapshot(self) -> dict[str, Any]:
+        """Cumulative live counters per version (what the SLO guard differences)."""
+        return {v: c.snapshot() for v, c in self.slo.items()}
+
+    def shadow_report(self) -> dict[str, Any]:
+        """Shadow comparisons per (live → shadow) pair, per-version SLO windows and drops."""
+        def summary(counters: dict[str, VersionCounters]) -> dict[str, Any]:
+            return {v: WindowStats(c.requests, c.errors, p99_of(c.buckets),
+                                   {k: p99_of(h) for k, h in c.extra.items()}).as_dict()
+                    for v, c in counters.items()}
+
+        return {
+            "split": self.config.split.model_dump(mode="json") if self.config else None,
+            "comparisons": {f"{a}->{b}": t.as_dict() for (a, b), t in self.shadow_totals.items()},
+            "recent": [c.__dict__ for c in list(self.shadow_recent)[-10:]],
+            "live": summary(self.slo),
+            "shadow": summary(self.shadow_slo),
+            "dropped": self.shadow_dropped, "failed": self.shadow_failed,
+            "in_flight": self.shadow_in_flight,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return {"requests_by_version": dict(self.requests), "keys": dict(self.keys),
+                "fallbacks": dict(self.fallbacks), "stable": self.stable_version()
+                if self.config else None, "shadow": self.shadow_report()}
+
+
+def _response_text(body: Mapping[str, Any]) -> str:
+    choices = body.get("choices") or [{}]
+    first = choices[0]
+    if "message" in first:
+        return str((first.get("message") or {}).get("content") or "")
+    return str(first.get("text") or "")
