@@ -470,7 +470,9 @@ def refresh_catalog(cfg: PlatformConfig, models: Iterable[str] | None = None,
                 card = None
         events = deployment_events.get(name, [])
         app = load_app(name, cfg) if name in list_apps(cfg) else None
-        live = _live(cfg, name, app, versions[-1]["version"] if versions else None)
+        # Drift is about what is served: the production version's windows, else the latest's.
+        served = aliases.get("production") or (str(versions[-1]["version"]) if versions else None)
+        live = _live(cfg, name, app, served)
         if "cost" not in live and name in stored_costs:
             live["cost"] = stored_costs[name]
         entries.append(build_entry(cfg, name, versions=versions, aliases=aliases,
