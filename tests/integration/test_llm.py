@@ -325,6 +325,7 @@ def test_injected_ttft_breach_rolls_canary_back_with_no_failed_request(
     rec = poll(lambda: AuditLog(cfg).events(target=app.name, action_prefix="llm.rollback"),
                bool, 30, "llm.rollback audit record")
     assert rec[-1].actor == llm2["guard"]
+    record_property("rollback_in_force_s", rec[-1].details.get("in_force_s"))
     assert "ttft p99" in rec[-1].reason and rec[-1].outcome == "ok"
     # After the rollback every conversation is answered by v1, including the canary's.
     r = client.post(f"{url}/chat/completions", json=SHORT,

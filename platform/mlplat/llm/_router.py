@@ -271,10 +271,13 @@ class LLMRouter:
         self.requests[version] += 1
         started = self._clock()
         counters = self.slo.setdefault(version, VersionCounters())
+        generated: list[int] = []  # the stream's completion tokens, for the shadow comparison
 
         def observe(stats: GenerationStats, status: str) -> None:
             total = 1000 * (delay_s + self._clock() - started)
             observe_generation(counters, stats, status, delay_s, total)
+            if status == "ok":
+                generated.append(stats.completion_tokens)
 
         core = self.cores[version]
         status, out, stream = await core.handle(raw, schema, observe)
@@ -284,15 +287,14 @@ class LLMRouter:
             tokens = int((out.get("usage") or {}).get("completion_tokens", 0))
             self._mirror(raw, schema, version, text, tokens)
         if stream is not None:
-            stream = self._tee(stream, raw, schema, version)
+            stream = self._tee(stream, raw, schema, version, generated)
         return status, out, stream, version
 
     async def _tee(self, stream: AsyncIterator[str], raw: bytes,
                    schema: type[ChatCompletionRequest] | type[CompletionRequest],
-                   version: str) -> AsyncIterator[str]:
+                   version: str, generated: list[int]) -> AsyncIterator[str]:
         """Pass SSE lines through; collect the text for the shadow comparison."""
         parts: list[str] = []
-        tokens = 0
         async for line in stream:
             yield line
             if line.startswith("data: {"):
@@ -301,8 +303,10 @@ class LLMRouter:
                     delta = choice.get("delta")
                     parts.append((delta or {}).get("content", "") if delta is not None
                                  else choice.get("text", ""))
-                    tokens += 1 if parts[-1] else 0
-        self._mirror(raw, schema, version, "".join(parts), tokens)
+        # The core has counted the tokens (its observer ran before the last line); a stream
+        # that failed mid-way is not compared.
+        if generated:
+            self._mirror(raw, schema, version, "".join(parts), generated[-1])
 
     # ------------------------------------------------------------------ shadow
 
@@ -344,8 +348,6 @@ class LLMRouter:
                 self.shadow_failed += 1
                 return
             tokens = int((out.get("usage") or {}).get("completion_tokens", 0))
-            if live_tokens == 0 and live_text:
-                live_tokens = tokens  # streamed without usage: best effort
             c = compare_texts(live_version, live_text, live_tokens, shadow,
                               _response_text(out), tokens)
             self.shadow_totals.setdefault((live_version, shadow), ShadowTextTotals()).add(c)

@@ -222,3 +222,33 @@ def test_guard_under_min_samples_and_healthy_canary_keep_weights(platform_config
     assert guard.tick() == [] and calls == []
     assert without(TrafficSplit(weights={"1": 90, "2": 10}, shadow="3"), "2", "1") == \
         TrafficSplit(weights={"1": 100, "2": 0}, shadow="3")
+
+
+def test_shadow_of_identical_weights_matches_exactly(platform_config, llm_app) -> None:
+    """The comparison path end to end: a 'version 2' with version 1's weights agrees fully."""
+    from mlplat.llm import LLMCore, load_engine
+    from mlplat.llm._router import LLMRouter
+
+    router = LLMRouter("llm")
+    new, _ = router.plan(_cfg({"1": 100}, shadow="2"))
+    same = load_engine(platform_config, llm_app, "1")
+    router.commit(new, {"1": LLMCore(platform_config, llm_app, same),
+                        "2": LLMCore(platform_config, llm_app, load_engine(
+                            platform_config, llm_app, "1"))})
+
+    async def run() -> None:
+        for i in range(3):
+            await router.handle(json.dumps({**CHAT, "user": f"u{i}"}).encode(),
+                                ChatCompletionRequest, {})
+        # A streamed live answer is compared too (text collected from the SSE lines).
+        _, _, stream, _ = await router.handle(
+            json.dumps({**CHAT, "stream": True}).encode(), ChatCompletionRequest, {})
+        assert stream is not None
+        _ = [line async for line in stream]
+        await router.drain()
+
+    asyncio.run(run())
+    pair = router.shadow_report()["comparisons"]["1->2"]
+    assert pair["comparisons"] == 4
+    assert pair["exact_match_rate"] == 1.0 and pair["mean_similarity"] == 1.0
+    assert pair["mean_abs_token_delta"] == 0
