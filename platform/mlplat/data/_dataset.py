@@ -57,6 +57,7 @@ DATA_DIR = "data"
 _SIDE = "__mlplat_side"
 _TS = "__mlplat_ts"
 _CREATED = "__mlplat_created"
+_SLOT = "__mlplat_slot"
 _TS_TYPE = pa.timestamp("ns", tz="UTC")
 _BUCKET = "__mlplat_bucket"
 _CREATED_NAME = "created_timestamp"
@@ -127,6 +128,7 @@ class _Source:
     timestamp_field: str
     created_column: str | None
     join: ViewJoin
+    slots: tuple[str, ...]  # the unified column carrying each feature, in join.features order
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,10 @@ def plan_dataset(
     taken = {*keys, ts, *label_cols}
     sources: list[_Source] = []
     view_fields: list[pa.Field] = []
+    # Views share the shuffle's value columns ("slots"): the n-th feature of a given type of
+    # every view travels in the same column, as only one side's values are set in a row. A row
+    # is then as wide as the widest view, not all views together (bytes through the shuffle).
+    slot_fields: dict[tuple[str, int], pa.Field] = {}
     for ref in spec.feature_views:
         view = views[ref.name]
         source = view.batch_source
@@ -206,6 +212,15 @@ def plan_dataset(
                 )
             taken.add(f)
             view_fields.append(table.schema.field(f))
+        seen: dict[str, int] = {}
+        slots = []
+        for f in ref.features:
+            kind = table.schema.field(f).type
+            n = seen[str(kind)] = seen.get(str(kind), -1) + 1
+            slot = slot_fields.setdefault(
+                (str(kind), n), pa.field(f"{_SLOT}{len(slot_fields)}", kind)
+            )
+            slots.append(slot.name)
         sources.append(
             _Source(
                 path=path,
@@ -218,6 +233,7 @@ def plan_dataset(
                     ts,
                     _CREATED_NAME,
                 ),
+                slots=tuple(slots),
             )
         )
     key_fields = [labels.schema.field(k) for k in keys]
@@ -230,7 +246,7 @@ def plan_dataset(
             pa.field(_TS, _TS_TYPE),
             pa.field(_CREATED, _TS_TYPE),
             *label_fields,
-            *view_fields,
+            *slot_fields.values(),
         ]
     )
     output = pa.schema(
@@ -264,6 +280,9 @@ def _unify(
     """Map one input's batch onto the unified schema (absent columns become typed nulls)."""
     n = batch.num_rows
     columns = []
+    if side > 0:
+        source = plan.sources[side - 1]
+        rename = {**rename, **dict(zip(source.join.features, source.slots, strict=True))}
     by_target = {rename.get(name, name): name for name in batch.column_names}
     keys = [batch.column(by_target[k]).cast(schema.field(k).type) for k in plan.spec.entity_keys]
     for field in schema:
@@ -293,7 +312,7 @@ def join_group(group: pa.Table, plan: Plan) -> pa.Table:
     for i, source in enumerate(plan.sources, start=1):
         rows = pa.array(np.flatnonzero(side == i))
         view_ts = group.column(_TS).take(rows)
-        features = [group.column(f).take(rows) for f in source.join.features]
+        features = [group.column(slot).take(rows) for slot in source.slots]
         ties = [group.column(_CREATED).take(rows)] if source.created_column else []
         picked = asof_indices(
             label_keys,
