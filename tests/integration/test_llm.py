@@ -284,6 +284,15 @@ def test_shadow_compares_text_of_two_versions(llm2, record_property) -> None:
     assert report["shadow"]["2"]["ttft_p99_ms"] is not None
     assert report["live"]["1"]["requests"] >= 6
 
+    # The same report through the CLI a user would type.
+    from typer.testing import CliRunner
+
+    from mlplat.cli import app as cli
+
+    out = CliRunner().invoke(cli, ["deploy", "shadow-report", app.name, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["comparisons"]["1->2"]["comparisons"] >= pair["comparisons"]
+
 
 def test_injected_ttft_breach_rolls_canary_back_with_no_failed_request(
         llm2, record_property) -> None:

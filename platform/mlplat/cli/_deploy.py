@@ -206,7 +206,12 @@ def shadow_report(
 
     cfg = _connect(config_path)
     try:
-        stats = router_stats(cfg, load_app(app, cfg))
+        tabular = load_app(app, cfg)
+    except MlplatError as exc:  # an LLM app's router answers with a text comparison instead
+        _llm_shadow_report(cfg, app, json_out, exc)
+        return
+    try:
+        stats = router_stats(cfg, tabular)
     except MlplatError as exc:
         _fail(exc)
     shadow = stats["shadow"]
@@ -226,6 +231,31 @@ def shadow_report(
     table = Table("version", "calls", "errors", f"p99 ms (≤ bucket of {LATENCY_BUCKETS_MS[:3]}…)")
     for v, row in sorted(report["versions"].items()):
         table.add_row(v, str(row["requests"]), str(row["errors"]), str(row["p99_ms"]))
+    console.print(table)
+
+
+def _llm_shadow_report(cfg: Any, app: str, json_out: bool, not_tabular: MlplatError) -> None:
+    """The text comparison of an LLM app's shadow (exact match, token-length delta, word
+    similarity) and per-version TTFT / inter-token p99s, from one router replica."""
+    from mlplat.llm import llm_shadow_report
+
+    try:
+        report = llm_shadow_report(cfg, app)
+    except Exception:  # no LLM router by that name either: say why the app is unknown
+        _fail(not_tabular)
+    if json_out:
+        print_json({"app": app, **report})
+        return
+    console.print(f"shadow of {app}: dropped {report['dropped']}, failed {report['failed']}, "
+                  f"in flight {report['in_flight']} (one replica's counters)")
+    for pair, totals in sorted(report["comparisons"].items()):
+        console.print(f"  {pair}: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+    table = Table("version", "side", "requests", "errors", "p99 ms", "TTFT p99 ms",
+                  "inter-token p99 ms")
+    for side in ("live", "shadow"):
+        for v, row in sorted(report[side].items()):
+            table.add_row(v, side, str(row["requests"]), str(row["errors"]), str(row["p99_ms"]),
+                          str(row.get("ttft_p99_ms")), str(row.get("itl_p99_ms")))
     console.print(table)
 
 
