@@ -3,10 +3,11 @@
 Ray Data has no as-of join, so it is built from parts it does have: the label set and every
 feature view are mapped onto one unified schema with a side tag and a bucket number (a stable
 hash of the entity key), ``groupby(bucket)`` routes all rows of an entity to one ``map_groups``
-call, and that call runs the vectorised pandas as-of join of :mod:`mlplat.data._asof` (which
-matches on the entity keys itself). Grouping by bucket rather than by entity gives the same
-rows; it calls the function a few dozen times instead of once per entity, which at pandas'
-fixed cost of several ms a call is the difference between seconds and minutes.
+call, and that call runs the vectorised Arrow/numpy as-of kernel of :mod:`mlplat.data._asof`
+(which matches on the entity keys itself). Grouping by bucket rather than by entity gives the
+same rows; it calls the function a few dozen times instead of once per entity, so the per-call
+fixed costs (Arrow takes, kernel set-up) stay small next to the work. Feature values of all
+views share typed value columns ("slots") in the unified rows, which keeps them narrow.
 
 Every input is checked on the driver (schemas and row counts come from parquet footers)
 before any cluster time is spent.
@@ -386,8 +387,9 @@ def _run_join(
         )
     union = inputs[0].union(*inputs[1:]) if len(inputs) > 1 else inputs[0]
     # This dataset's own context copy: the default hash shuffle starts a fresh pool of
-    # aggregator actors on every run (~20 s of the join measured here, even for 1k labels),
-    # the sort-based shuffle runs as plain tasks (~5 s for the same join).
+    # aggregator actors on every run (~20 s of the join measured here, even for 1k labels;
+    # re-checked on Ray 2.58 with 2-4 partitions and aggregators: 26-48 s for 1M labels), the
+    # sort-based shuffle runs as plain tasks (5-6 s for the same join then, ~3 s now).
     union.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     started = time.perf_counter()
     joined = (
