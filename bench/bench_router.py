@@ -227,7 +227,13 @@ def main() -> None:
         on = results["router in_process + 1 s shadow"]["p99_ms"]
         print(f"shadow on/off primary p99: {on / off:.2f}× (goal ≤ 1.05×)")
 
-        # Steady load with a version swap and a killed router replica (2 replicas).
+        # Steady load with a version swap and a killed router replica (2 replicas). Free the
+        # serving pool first: the variants above hold its CPUs, and 2 more replicas would wait
+        # for them forever.
+        for done in apps:
+            undeploy(cfg, done, actor="bench", reason="free the serving pool for the load test")
+        apps.clear()
+        serve.delete(base_app.name)
         app = variant("load", "in_process", replicas=2)
         apps.append(app)
         url = deploy(cfg, app, TrafficSplit(weights={"1": 100}), actor="bench", reason="bench",
