@@ -112,8 +112,12 @@ def promo(ray_cluster, tmp_path_factory):
     base = load_config(REPO / "platform.yaml")
     profile = base.active_profile().model_copy(update={
         "tracking": MlflowServerTracking(type="mlflow_server", uri=f"http://127.0.0.1:{port}")})
-    cfg = base.model_copy(update={"profiles": {**base.profiles,
-                                               base.active_profile_name(): profile}})
+    # These drills inject errors, or kill the controller; they are not about latency. On a
+    # loaded 2-core box the shadow's p99 reached 300 ms against platform.yaml's 250 ms and
+    # rolled a rollout back before its canary (the p99 rule is unit-tested on a fake clock).
+    cfg = base.model_copy(update={
+        "profiles": {**base.profiles, base.active_profile_name(): profile},
+        "promotion": base.promotion.model_copy(update={"rollback_max_p99_ms": 5000})})
     fraud = load_app("fraud", cfg)
     app = fraud.model_copy(update={
         "name": f"ptest-{suffix}",
@@ -235,7 +239,8 @@ def test_injected_canary_errors_roll_back_with_no_failed_request(promo) -> None:
     assert rollout["status"] == "rolled_back", rollout["history"]
     canary = [h for h in _events(rollout, "stage") if h["stage"].startswith("canary")]
     back = _events(rollout, "rolled_back")[0]
-    assert canary and "error rate" in back["why"]
+    assert canary and "error rate" in back["why"], rollout["history"]
+    assert back["alert"].startswith(("posted", "Alertmanager")), back["alert"]  # never a crash
     detected = back["detected_at"] - canary[0]["t"]
     elapsed = back["t"] - canary[0]["t"]
     print(f"\ncanary errors: breach detected after {detected:.2f} s, weight 0 in force after "

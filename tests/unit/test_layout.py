@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlplat._pyast import parse_source
+
 REPO = Path(__file__).resolve().parents[2]
 PKG = REPO / "platform" / "mlplat"
 PLANES = {"data", "experiment", "training", "deployment", "monitoring", "governance"}
@@ -31,7 +33,7 @@ def test_stdlib_platform_is_not_shadowed_from_repo_root() -> None:
 
 
 def _imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text())
+    tree = parse_source(path.read_text(), str(path))
     names: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mlplat._pyast import parse_source
 from mlplat.apps import apps_dir
 from mlplat.cluster._local import pool_resource, pool_selector
 from mlplat.config import NodePool, PlatformConfig, PoolName
@@ -381,7 +382,7 @@ def job_entrypoints(repo: Path) -> list[JobEntrypoint]:
     for path in sorted((repo / "jobs").glob("*.py")):
         if path.name.startswith("_"):
             continue
-        calls = _flag_calls(ast.parse(path.read_text()))
+        calls = _flag_calls(parse_source(path.read_text(), str(path)))
         required = tuple(flag for flag, kw in calls if kw.get("required") is True and flag != "--app")
         app = [kw for flag, kw in calls if flag == "--app"]
         default = app[0].get("default") if app else None

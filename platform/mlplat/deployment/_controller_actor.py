@@ -33,36 +33,31 @@ def store_path(cfg: PlatformConfig) -> str:
     return str(cfg.local_path(STORE_FILE))
 
 
-def post_alert(cfg: PlatformConfig, severity: str, summary: str,
-               labels: dict[str, str]) -> str:
-    """Send one alert: the monitoring plane's alert function if it has one, else Alertmanager's
-    v2 API at ``$MLPLAT_ALERTMANAGER_URL`` / ``monitoring.alertmanager_url``. Never raises.
+ROLLBACK_ALERT = "DeploymentRolledBack"
+"""``alertname`` of the alert a rollback posts (routed by severity and team like drift)."""
+
+
+def post_alert(cfg: PlatformConfig, severity: str, summary: str, labels: dict[str, str],
+               team: str) -> str:
+    """Post a rollback alert to Alertmanager through the monitoring plane's ``post_alert``
+    (severity + team routing, ``$MLPLAT_ALERTMANAGER_URL`` / ``monitoring.alertmanager_url``).
+    Never raises: a rollback must not fail because paging did.
 
     Returns:
         What happened, in words (recorded with the rollback).
     """
-    try:
-        import mlplat.monitoring as monitoring
+    from mlplat.monitoring import alertmanager_url
+    from mlplat.monitoring import post_alert as post
 
-        for name in ("send_alert", "post_alert", "fire_alert"):
-            fn = getattr(monitoring, name, None)
-            if fn is not None:
-                fn(cfg, severity=severity, summary=summary, labels=labels)
-                return f"sent via mlplat.monitoring.{name}"
-    except Exception as exc:
-        return f"monitoring alert hook failed: {type(exc).__name__}: {exc}"
-    url = os.environ.get("MLPLAT_ALERTMANAGER_URL") or cfg.monitoring.alertmanager_url
+    url = alertmanager_url(cfg)
     if not url:
         return "no Alertmanager configured"
     try:
-        import httpx
-
-        body = [{"labels": {"alertname": "MlplatRollback", "severity": severity, **labels},
-                 "annotations": {"summary": summary}}]
-        resp = httpx.post(f"{url.rstrip('/')}/api/v2/alerts", json=body, timeout=2.0)
-        return f"Alertmanager {url}: HTTP {resp.status_code}"
+        post(cfg, ROLLBACK_ALERT, severity, team, {k: str(v) for k, v in labels.items()},
+             {"summary": summary}, url=url, timeout_s=2.0)
     except Exception as exc:
-        return f"Alertmanager {url} unreachable: {type(exc).__name__}"
+        return f"Alertmanager {url}: {type(exc).__name__}: {exc}"
+    return f"posted {ROLLBACK_ALERT} ({severity}, team {team}) to Alertmanager {url}"
 
 
 class ServePort:
@@ -169,7 +164,7 @@ class ServePort:
 
     def alert(self, app: AppConfig, severity: str, summary: str,
               labels: dict[str, str]) -> str:
-        return post_alert(self.cfg, severity, summary, labels)
+        return post_alert(self.cfg, severity, summary, labels, app.team)
 
 
 class ControllerActor:

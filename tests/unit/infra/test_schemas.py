@@ -8,6 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from mlplat._pyast import parse_source
 from tests.unit.infra.conftest import KUBERAY_KINDS
 
 K8S_VERSION = "1.33"  # a version kubernetes-validate ships schemas for (offline)
@@ -126,7 +127,7 @@ def _defines(module: str, name: str) -> bool:
     path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
     if not path.is_file():
         return False
-    for node in ast.parse(path.read_text()).body:
+    for node in parse_source(path.read_text(), str(path)).body:
         if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name == name:
             return True
         if isinstance(node, ast.ImportFrom | ast.Import) and any(
