@@ -90,19 +90,29 @@ class LLMSloGuard:
             seen = self._splits.get(app)
         if seen is None:
             return []
-        split, stable, since = TrafficSplit.model_validate_json(seen[0]), seen[1], seen[2]
-        now = self.clock()
-        start = max(now - self.window_s, since)
+        split, stable = TrafficSplit.model_validate_json(seen[0]), seen[1]
+        windows = self.current_windows(app)
         out = []
         for version, weight in sorted(split.weights.items()):
             if weight <= 0 or version == stable:
                 continue
-            stats = self.windows.window(app, version, start, now)
+            stats = windows[version]
             why = breach(stats, self.slo.max_error_rate, None, self.slo.min_samples,
                          {TTFT: self.slo.ttft_p99_ms, ITL: self.slo.inter_token_p99_ms})
             if why:
                 out.append((version, why, stats))
         return out
+
+    def current_windows(self, app: str) -> dict[str, WindowStats]:
+        """Each version's window of ``app`` now, as ``judge`` sees it (empty: no split yet)."""
+        with self._lock:
+            seen = self._splits.get(app)
+        if seen is None:
+            return {}
+        now = self.clock()
+        start = max(now - self.window_s, seen[2])
+        return {v: self.windows.window(app, v, start, now)
+                for v in TrafficSplit.model_validate_json(seen[0]).weights}
 
     def tick(self) -> list[dict[str, Any]]:
         """Judge every app; roll back each breaching canary. Returns this tick's events."""
@@ -157,7 +167,7 @@ class LLMGuardActor:
                 import logging
 
                 logging.getLogger(__name__).exception("LLM SLO guard tick failed")
-            time.sleep(self._tick_s)
+            self._stop.wait(self._tick_s)
 
     def report(self, app: str, replica: str, snapshot: dict[str, Any], split: dict[str, Any],
                stable: str) -> None:
@@ -169,14 +179,7 @@ class LLMGuardActor:
 
     def windows(self, app: str) -> dict[str, Any]:
         """Each version's current window as the guard sees it."""
-        now = self._guard.clock()
-        with self._guard._lock:
-            seen = self._guard._splits.get(app)
-        if seen is None:
-            return {}
-        split = TrafficSplit.model_validate_json(seen[0])
-        return {v: self._guard.windows.window(app, v, max(now - self._guard.window_s, seen[2]),
-                                              now).as_dict() for v in split.weights}
+        return {v: w.as_dict() for v, w in self._guard.current_windows(app).items()}
 
 
 def get_llm_guard(cfg: PlatformConfig, name: str = GUARD_ACTOR) -> Any:

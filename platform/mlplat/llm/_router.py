@@ -208,13 +208,12 @@ class LLMRouter:
         except ValidationError as exc:
             raise UserError(f"invalid LLM router user_config for app '{self.app_name}': "
                             f"{exc}") from exc
-        wanted = set(new.split.weights) | ({new.split.shadow} if new.split.shadow else set())
-        return new, sorted(wanted - set(self.cores), key=int)
+        return new, sorted(_named(new) - set(self.cores), key=int)
 
     def commit(self, new: RouterUserConfig, loaded: Mapping[str, LLMCore]) -> None:
         """Swap in ``new`` with the freshly loaded cores; drop versions no longer named."""
         cores = {**self.cores, **loaded}
-        wanted = set(new.split.weights) | ({new.split.shadow} if new.split.shadow else set())
+        wanted = _named(new)
         missing = wanted - set(cores)
         if missing:
             raise UserError(f"versions {sorted(missing)} of app '{self.app_name}' are not loaded")
@@ -286,7 +285,7 @@ class LLMRouter:
             text = _response_text(out)
             tokens = int((out.get("usage") or {}).get("completion_tokens", 0))
             self._mirror(raw, schema, version, text, tokens)
-        if stream is not None:
+        if stream is not None and self._shadow_for(version) is not None:
             stream = self._tee(stream, raw, schema, version, generated)
         return status, out, stream, version
 
@@ -310,13 +309,19 @@ class LLMRouter:
 
     # ------------------------------------------------------------------ shadow
 
+    def _shadow_for(self, live_version: str) -> str | None:
+        """The shadow version a request answered by ``live_version`` is copied to, if any
+        (so a stream is only collected for comparison when something will compare it)."""
+        shadow = self.config.split.shadow if self.config else None
+        if not shadow or shadow == live_version or shadow not in self.cores:
+            return None
+        return shadow
+
     def _mirror(self, raw: bytes, schema: type[ChatCompletionRequest] | type[CompletionRequest],
                 live_version: str, live_text: str, live_tokens: int) -> None:
         """Fire-and-forget a copy to the shadow version (bounded; a full queue drops it)."""
-        if self.config is None or not self.config.split.shadow:
-            return
-        shadow = self.config.split.shadow
-        if shadow == live_version or shadow not in self.cores:
+        shadow = self._shadow_for(live_version)
+        if shadow is None or self.config is None:
             return
         if self.shadow_in_flight >= self.config.tuning.shadow_max_in_flight:
             self.shadow_dropped += 1
@@ -389,6 +394,11 @@ class LLMRouter:
         return {"requests_by_version": dict(self.requests), "keys": dict(self.keys),
                 "fallbacks": dict(self.fallbacks), "stable": self.stable_version()
                 if self.config else None, "shadow": self.shadow_report()}
+
+
+def _named(config: RouterUserConfig) -> set[str]:
+    """Every version ``config`` needs loaded: the weighted ones and the shadow."""
+    return set(config.split.weights) | ({config.split.shadow} if config.split.shadow else set())
 
 
 def _response_text(body: Mapping[str, Any]) -> str:
