@@ -144,24 +144,33 @@ class StopFilter:
         if self.stopped:
             return "", True
         buf = self._pending + text
-        cut = min((i for i in (buf.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self._pending = ""
-            self.stopped = True
-            return buf[:cut], True
-        hold = 0
-        for s in self._stops:
-            for k in range(min(len(s) - 1, len(buf)), 0, -1):
-                if buf.endswith(s[:k]):
-                    hold = max(hold, k)
-                    break
-        self._pending = buf[len(buf) - hold:] if hold else ""
-        return buf[: len(buf) - hold], False
+        at, full = self._earliest(buf, final=False)
+        self._pending = "" if full else buf[at:]
+        self.stopped = full
+        return buf[:at], full
 
     def flush(self) -> str:
-        """Text held back when the stream ends without reaching a stop string."""
-        out, self._pending = ("" if self.stopped else self._pending), ""
-        return out
+        """Text held back when the stream ends, up to a stop string it turns out to hold
+        (``stopped`` then becomes True)."""
+        if self.stopped:
+            return ""
+        buf, self._pending = self._pending, ""
+        at, self.stopped = self._earliest(buf, final=True)
+        return buf[:at]
+
+    def _earliest(self, buf: str, *, final: bool) -> tuple[int, bool]:
+        """Where the earliest stop string starts in ``buf`` and whether it is complete.
+
+        While more text may come (not ``final``), a tail of ``buf`` that is the start of a
+        stop string counts too: a longer stop starting there would come before any later one.
+        """
+        for at in range(len(buf)):
+            rest = buf[at:]
+            if any(rest.startswith(s) for s in self._stops):
+                return at, True
+            if not final and any(s.startswith(rest) for s in self._stops):
+                return at, False
+        return len(buf), False
 
 
 class EngineSet:

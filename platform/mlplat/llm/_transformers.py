@@ -169,8 +169,9 @@ class TransformersEngine:
                     pending = 0
             # Text still held back (e.g. an incomplete character at the token limit).
             piece, stopped = stops.feed(self._new_text(context, unsent))
-            yield Delta(piece if stopped else piece + stops.flush(), pending,
-                        "stop" if stopped else finish)
+            if not stopped:
+                piece += stops.flush()
+            yield Delta(piece, pending, "stop" if stops.stopped else finish)
         finally:
             cancel.set()  # a client that went away must not keep the CPU busy
             await worker

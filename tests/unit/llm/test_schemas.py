@@ -88,8 +88,20 @@ def test_stop_filter_equals_cutting_at_the_first_stop(text, cuts, stops) -> None
         out += piece
         if stopped:
             break
-    if not stopped:
+    if not stopped:  # the end of the stream settles a stop string held back so far
         out += f.flush()
+        stopped = f.stopped
     first = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
     assert stopped == (first >= 0)
     assert out == (text[:first] if first >= 0 else text)
+
+
+def test_a_longer_stop_starting_earlier_wins_across_chunks() -> None:
+    """Found by the property test: with stops 'a' and '\\naa', the text '\\naa' sent as
+    '\\na' + 'a' stops at 0 ('\\naa'), not after the '\\n' ('a')."""
+    f = StopFilter(["a", "\naa"])
+    assert f.feed("\na") == ("", False)
+    assert f.feed("a") == ("", True)
+    ended = StopFilter(["a", "\naa"])  # the same start, but the stream ends after '\na'
+    assert ended.feed("\na") == ("", False)
+    assert ended.flush() == "\n" and ended.stopped
