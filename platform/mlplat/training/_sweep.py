@@ -81,6 +81,80 @@ def trial_concurrency(
     return n
 
 
+def bounded_trial_reservations(max_cpus: float) -> Any:
+    """A context manager under which Tune reserves at most ``max_cpus`` for trials at once.
+
+    ``max_concurrent_trials`` bounds live *trials*, not reservations: when a trial ends Tune
+    frees its slot at once but removes the trial's placement group only after the actor has
+    stopped, and the next trial's group may be created in between — for a moment the team
+    holds one trial more than its quota (seen in CI: 3 CPUs on a quota of 2). Under this
+    context Tune's placement-group resource manager defers a new group until the ones it
+    still holds (running, cached for reuse, or stopping) leave room for it. Tune builds its
+    manager from a module-level name with no public hook (``TuneController`` takes a
+    ``resource_manager_factory`` that ``Tuner`` never passes), so the name is swapped for the
+    duration of the ``with`` block; sweeps run one per driver.
+
+    Example:
+        >>> with bounded_trial_reservations(2.0):
+        ...     grid = tuner.fit()
+    """
+    from contextlib import contextmanager
+
+    from ray.air.execution.resources.placement_group import PlacementGroupResourceManager
+    from ray.tune.execution import tune_controller
+
+    class QuotaBoundPlacementGroups(PlacementGroupResourceManager):  # type: ignore[misc]
+        def __init__(self, update_interval_s: float = 0.1) -> None:
+            self._deferred: list[Any] = []
+            super().__init__(update_interval_s=update_interval_s)
+
+        def _held_cpus(self) -> float:
+            # Every group this manager created and has not removed: staged, ready, acquired.
+            return sum(_request_cpus(r) for r in self._pg_to_request.values())
+
+        def _admit(self) -> None:
+            while self._deferred and (
+                not self._pg_to_request
+                or self._held_cpus() + _request_cpus(self._deferred[0]) <= max_cpus + 1e-9
+            ):
+                super().request_resources(self._deferred.pop(0))
+
+        def request_resources(self, resource_request: Any) -> None:
+            self._deferred.append(resource_request)
+            self._admit()
+
+        def cancel_resource_request(self, resource_request: Any) -> None:
+            if resource_request in self._deferred:  # never created: nothing to remove
+                self._deferred.reverse()
+                self._deferred.remove(resource_request)
+                self._deferred.reverse()
+                return
+            super().cancel_resource_request(resource_request)
+
+        def update_state(self) -> None:
+            self._admit()
+            super().update_state()
+
+        def free_resources(self, acquired_resource: Any) -> None:
+            super().free_resources(acquired_resource)
+            self._admit()
+
+    @contextmanager
+    def swapped() -> Any:
+        original = tune_controller.PlacementGroupResourceManager
+        tune_controller.PlacementGroupResourceManager = QuotaBoundPlacementGroups  # type: ignore[misc]
+        try:
+            yield
+        finally:
+            tune_controller.PlacementGroupResourceManager = original  # type: ignore[misc]
+
+    return swapped()
+
+
+def _request_cpus(resource_request: Any) -> float:
+    return float(resource_request.required_resources.get("CPU", 0.0))
+
+
 def _search_space(space: dict[str, tuple[str, list[float]]]) -> dict[str, Any]:
     from ray import tune
 
@@ -283,6 +357,9 @@ def sweep(
             mode="min",
             num_samples=num_samples,
             max_concurrent_trials=concurrency,
+            # A finished trial's actor runs the next trial: no process start per trial
+            # (20 one-second trials: 4.4x the minimum without, 1.65x with; bench_training).
+            reuse_actors=True,
             search_alg=OptunaSearch(seed=tcfg.seed),
             scheduler=ASHAScheduler(max_t=epochs, grace_period=1, reduction_factor=2,
                                     time_attr="epoch"),
@@ -296,7 +373,8 @@ def sweep(
     )
     t_prepared = time.perf_counter()
     try:
-        grid = tuner.fit()
+        with bounded_trial_reservations(concurrency * cpus_per_trial):
+            grid = tuner.fit()
     finally:
         _TRACKERS.pop(name, None)
     t_fit = time.perf_counter()

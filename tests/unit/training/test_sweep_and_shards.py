@@ -79,3 +79,48 @@ def test_read_step_log(tmp_path: Path) -> None:
     log = read_step_log(tmp_path)
     assert [s["step"] for s in log["steps"]] == [1, 2] and log["starts"] == []
     assert read_step_log(tmp_path / "missing") == {"steps": [], "starts": []}
+
+
+class _FakePG:
+    def ready(self) -> object:
+        return object()
+
+
+def test_trial_reservations_never_exceed_the_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tune asks for a group for the next trial before the finished trial's group is removed;
+    under ``bounded_trial_reservations`` the request waits until the old group is freed."""
+    from ray.air.execution.resources import placement_group as pgm
+    from ray.air.execution.resources.request import ResourceRequest
+    from ray.tune.execution import tune_controller
+
+    from mlplat.training._sweep import bounded_trial_reservations
+
+    created: list[_FakePG] = []
+    removed: list[_FakePG] = []
+
+    def make_pg(self: ResourceRequest) -> _FakePG:
+        created.append(_FakePG())
+        return created[-1]
+
+    monkeypatch.setattr(ResourceRequest, "to_placement_group", make_pg)
+    monkeypatch.setattr(pgm, "remove_placement_group", removed.append)
+    monkeypatch.setattr(pgm.ray, "wait", lambda futures, **kw: (list(futures), []))
+    trial = ResourceRequest([{"CPU": 1.0, "pool:training-spot": 1.0}])
+    original = tune_controller.PlacementGroupResourceManager
+    with bounded_trial_reservations(2.0):
+        manager = tune_controller.PlacementGroupResourceManager()
+    assert tune_controller.PlacementGroupResourceManager is original  # swapped back
+    first, second = (manager.request_resources(trial), manager.request_resources(trial))
+    assert (first, second) == (None, None) and len(created) == 2
+    a, b = manager.acquire_resources(trial), manager.acquire_resources(trial)
+    assert a and b
+    manager.request_resources(trial)  # trial 3 while trials 1 and 2 still hold their groups
+    manager.update_state()
+    assert len(created) == 2  # deferred: 2 CPUs held = the quota
+    manager.free_resources(a)  # trial 1's actor stopped: its group goes, trial 3's comes
+    assert len(created) == 3 and removed == [a.placement_group]
+    manager.request_resources(trial)
+    manager.cancel_resource_request(trial)  # the deferred request, not a created group
+    assert len(created) == 3 and len(removed) == 1
+    manager.update_state()
+    assert manager.acquire_resources(trial) is not None
