@@ -69,6 +69,9 @@ def bench_launch_and_resume(cfg: Any) -> dict[str, float]:
     launch_s = first["t"] - t_submit
     _wait_for(lambda: max(s["step"] for s in read_step_log(run_dir)["steps"]) >= 14, 120,
               "step 14")
+    # Kill after Ray registered the step-10 checkpoint: a folder written but not yet collected
+    # by the controller's poll is not one Ray restores from (as in the fault drills).
+    _wait_for(lambda: _registered_step(run_dir) >= 10, 120, "the step-10 checkpoint")
     log = read_step_log(run_dir)
     # The worker group running now (an earlier one may have been restarted already).
     victim = [s for s in log["starts"] if s["rank"] == 1][-1]
@@ -84,6 +87,17 @@ def bench_launch_and_resume(cfg: Any) -> dict[str, float]:
         raise out["error"]
     return {"launch_s": launch_s, "resume_s": resume_s,
             "resumed_at_step": float(resumed["step"] - 1)}
+
+
+def _registered_step(run_dir: Path) -> int:
+    import json
+
+    try:
+        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return 0
+    return int(((snapshot.get("latest_checkpoint_result") or {}).get("metrics") or {})
+               .get("step", 0))
 
 
 def _one_second(config: dict[str, Any]) -> None:
