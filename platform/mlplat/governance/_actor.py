@@ -106,6 +106,8 @@ class CostMeterActor:
             m.set("mlplat_cost_team_budget_usd", b["budget_usd_per_week"], team=team)
         for model, usd in report.per_inference_usd.items():
             m.set("mlplat_cost_per_inference_usd", usd, model=model)
+        for model, usd in report.per_1k_tokens_usd.items():
+            m.set("mlplat_cost_per_1k_tokens_usd", usd, model=model)
         for key, res in report.resource_seconds.items():
             team, _, model = key.partition("/")
             for resource, seconds in res.items():

@@ -48,6 +48,7 @@ METRIC_NAMES: dict[str, MetricDef] = {
     "mlplat_cost_team_week_usd": MetricDef("gauge", "Spend of a team over the last 7 days.", ("team",)),
     "mlplat_cost_team_budget_usd": MetricDef("gauge", "A team's weekly budget (teams[*].budget_usd_per_week).", ("team",)),
     "mlplat_cost_per_inference_usd": MetricDef("gauge", "Serving (replica) spend per recorded inference.", ("model",)),
+    "mlplat_cost_per_1k_tokens_usd": MetricDef("gauge", "LLM serving (replica) spend per 1,000 generated tokens.", ("model",)),
     "mlplat_cost_resource_seconds": MetricDef("gauge", "Resource-seconds attributed (cpu, gpu, memory_gib).", ("team", "model", "resource")),
 }
 

@@ -145,6 +145,14 @@ def test_cost_per_1k_tokens_is_llm_replica_cost_over_tokens(platform_config) -> 
     assert report.tokens == {"tiny-chat": 120_000}
     # Training the model is not a serving cost: only the replicas are divided by the tokens.
     assert report.per_1k_tokens_usd == pytest.approx({"tiny-chat": serving * 1000 / 120_000})
+    # The cost meter actor's Prometheus endpoint exports it (no Ray needed to build the class).
+    from mlplat.governance._actor import CostMeterActor
+
+    exporter = CostMeterActor(platform_config, None, metrics_port=0, sample=False)
+    exporter._publish(report)
+    line = next(ln for ln in exporter.metrics_text().splitlines()
+                if ln.startswith('mlplat_cost_per_1k_tokens_usd{model="tiny-chat"}'))
+    assert float(line.split()[-1]) == pytest.approx(serving * 1000 / 120_000)
     clock.t += 10
     meter.record_tokens("tiny-chat", 5)
     assert meter.report(since=clock.t - 1).tokens == {"tiny-chat": 5}
