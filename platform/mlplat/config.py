@@ -211,6 +211,12 @@ class MonitoringTiming(StrictModel):
 
 class Profile(StrictModel):
     root: str = Field(description="Local folder (relative to platform.yaml) or s3:// URI.")
+    checkpoints: str | None = Field(
+        None,
+        description="Where Ray Train writes checkpoints: local folder (relative to platform.yaml)"
+        " or s3:// URI. Default <root>/checkpoints; set it to keep spot-training checkpoints in"
+        " a bucket while tracking stays local.",
+    )
     online_store: OnlineStore
     tracking: Tracking
     audit: AuditStore
@@ -226,6 +232,11 @@ class PromotionPolicy(StrictModel):
     canary_steps_pct: list[int] = Field(min_length=1, description="Canary weights, ending at 100.")
     rollback_max_error_rate: float = Field(gt=0, le=1)
     rollback_max_p99_ms: float = Field(gt=0)
+    min_stage_requests: int = Field(
+        10, ge=0,
+        description="A rollout stage passes only once the candidate has served this many "
+        "requests in it (live or shadow); with less traffic the stage waits. 0: no minimum.",
+    )
 
     @field_validator("canary_steps_pct")
     @classmethod
@@ -380,6 +391,22 @@ class PlatformConfig(StrictModel):
         if not path.is_absolute():
             path = self.base_dir / path
         return str(path.resolve())
+
+    def checkpoint_root(self) -> str:
+        """Where Ray Train writes checkpoints: the active profile's ``checkpoints``, else
+        ``<root>/checkpoints``. Local folders resolve against platform.yaml's folder.
+
+        Example:
+            >>> load_config().checkpoint_root()
+            '/repo/.mlplat/checkpoints'
+        """
+        target = self.active_profile().checkpoints
+        if not target:
+            return f"{self.root()}/checkpoints"
+        if "://" in target:
+            return target.rstrip("/")
+        path = Path(target)
+        return str((path if path.is_absolute() else self.base_dir / path).resolve())
 
     def local_path(self, relative: str) -> Path:
         """A path under a local storage root (SQLite files and the like), created on demand."""

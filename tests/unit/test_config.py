@@ -95,3 +95,20 @@ def test_price_per_cpu_second_derives_from_pool_price(platform_config) -> None:
     assert pool.price_usd_per_cpu_second * pool.cpus_per_node * 3600 == pytest.approx(
         pool.price_usd_per_hour
     )
+
+
+def test_checkpoint_root_defaults_under_root_and_can_be_a_bucket(
+    platform_config, tmp_path: Path
+) -> None:
+    assert platform_config.checkpoint_root() == f"{platform_config.root()}/checkpoints"
+
+    def in_bucket(raw: dict) -> None:
+        raw["profiles"]["local"]["checkpoints"] = "s3://spot-ckpt/fraud/"
+
+    assert load_config(_write(tmp_path, in_bucket)).checkpoint_root() == "s3://spot-ckpt/fraud"
+
+    def relative(raw: dict) -> None:
+        raw["profiles"]["local"]["checkpoints"] = "ckpt"
+
+    cfg = load_config(_write(tmp_path, relative))
+    assert cfg.checkpoint_root() == str((cfg.base_dir / "ckpt").resolve())

@@ -316,6 +316,15 @@ class PromotionController:
         observed = now - self._started_at >= self.window_s
         if held < max(hold, self.window_s) or not observed:
             return
+        # No evidence, no pass: at 5 % of a quiet app's traffic a window can hold no canary
+        # request at all, and an empty window breaches nothing.
+        served = self.slo.window(r.app, r.candidate, r.stage_started_at, now).requests
+        if served < policy.min_stage_requests:
+            if not r.history or r.history[-1].get("event") != "waiting_for_traffic":
+                r.history.append({"t": now, "event": "waiting_for_traffic", "stage": step.stage,
+                                  "served": served, "needed": policy.min_stage_requests})
+                self.store.save(r, now)
+            return
         r.history.append({"t": now, "event": "stage_passed", "stage": step.stage,
                           "held_s": round(held, 3), "window": stats.as_dict()})
         if r.stage_idx + 1 >= len(plan):

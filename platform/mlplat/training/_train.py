@@ -142,7 +142,7 @@ def load_model_builder(app: AppConfig) -> Callable[[int, int], Any]:
 
 
 def _storage(cfg: PlatformConfig) -> str:
-    return f"{cfg.root()}/checkpoints"
+    return cfg.checkpoint_root()
 
 
 def _fs_and_path(uri: str) -> tuple[Any, str]:

@@ -94,11 +94,14 @@ def run(world, seconds: float, *, errors_on_candidate: bool = False, step: float
     """Advance the fake clock, with the router pushing healthy (or failing) candidate counts."""
     c, clock = world["c"], world["clock"]
     end = clock.now + seconds
-    total = 0
+    # Cumulative per replica across calls, as a live replica's counters are.
+    counts = world.setdefault("counts", {})
     while clock.now < end:
         clock.now += step
-        total += 2
-        c.report("fraud", "replica-a", {version: snap(total, total if errors_on_candidate else 0)})
+        total, errors = counts.get(version, (0, 0))
+        total, errors = total + 2, errors + (2 if errors_on_candidate else 0)
+        counts[version] = (total, errors)
+        c.report("fraud", "replica-a", {version: snap(total, errors)})
         c.tick()
 
 
@@ -210,3 +213,27 @@ def test_manual_rollback_undoes_the_last_promotion(world) -> None:
     assert world["port"].splits[-1][0] == TrafficSplit(weights={"1": 100})
     with pytest.raises(UserError, match="already production"):
         c.start("fraud", "1", actor="alice")
+
+
+def test_a_stage_without_candidate_traffic_waits_instead_of_passing(world) -> None:
+    """An empty window breaches nothing: without the minimum, a quiet app's 5 % canary would
+    pass on no evidence at all."""
+    c, cfg = world["c"], world["cfg"]
+    timing = cfg.active_profile().promotion_timing
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    for _ in range(200):  # healthy shadow, until the 5 % canary is applied
+        if c.status("fraud")["rollout"]["stage"] == "canary-5":
+            break
+        run(world, 0.25)
+    assert c.status("fraud")["rollout"]["stage"] == "canary-5"
+    clock = world["clock"]
+    for _ in range(int(10 * timing.evaluation_window_s / 0.25)):  # ten windows, no requests
+        clock.now += 0.25
+        c.tick()
+    rollout = c.status("fraud")["rollout"]
+    assert rollout["stage"] == "canary-5" and rollout["status"] == "running"
+    waiting = [h for h in rollout["history"] if h["event"] == "waiting_for_traffic"]
+    needed = cfg.promotion.min_stage_requests
+    assert len(waiting) == 1 and waiting[0]["served"] < needed == waiting[0]["needed"]
+    run(world, timing.canary_step_s + timing.evaluation_window_s)  # traffic comes back
+    assert c.status("fraud")["rollout"]["stage"] != "canary-5"
