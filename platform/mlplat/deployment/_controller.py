@@ -97,6 +97,11 @@ class PromotionController:
         self._next_poll = 0.0
         self._verified: set[int] = set()
         self._lock = threading.RLock()
+        # Versions rolled back, per app: router replicas learn them from the reply to their
+        # next SLO report and stop answering with them at once, before the split change (a
+        # Serve reconfigure, 1-3 s) reaches them. Cleared when the version is promoted or
+        # given weight by hand again.
+        self._blocked: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ registration
 
@@ -121,9 +126,19 @@ class PromotionController:
         app = AppConfig.model_validate({**json.loads(managed.app_json), "path": managed.app_path})
         return app, managed.model, managed.last_good
 
-    def report(self, app: str, replica: str, snapshot: dict[str, Any]) -> None:
-        """A router replica's cumulative per-version counters (pushed every few hundred ms)."""
+    def report(self, app: str, replica: str, snapshot: dict[str, Any]) -> list[str]:
+        """A router replica's cumulative per-version counters (pushed every few hundred ms).
+
+        Returns:
+            The app's blocked versions: the replica answers their requests with its stable
+            version until a report no longer lists them.
+        """
         self.slo.report(app, replica, snapshot, self.clock())
+        return sorted(self._blocked.get(app, ()))
+
+    def unblock(self, app: str, versions: Any) -> None:
+        """Let ``versions`` of ``app`` answer again (a new rollout, weights set by hand)."""
+        self._blocked[app] = self._blocked.get(app, set()) - set(versions)
 
     # ------------------------------------------------------------------ commands
 
@@ -167,6 +182,8 @@ class PromotionController:
                         detail="no served data in the monitor to compare with the training "
                         "reference yet (first release or monitor absent): nothing to block on"))
             passed = gates_passed(results)
+            if passed:
+                self.unblock(app_name, [candidate])  # a new rollout judges it afresh
             gates = [r.model_dump() for r in results]
             history = [{"t": now, "event": "gates", "passed": passed, "gates": gates}]
             rollout = self.store.create_rollout(
@@ -380,6 +397,8 @@ class PromotionController:
             "rollout": r.id, "from": r.candidate, "to": target, "why": why,
             "stage": self._stage_name(r), "target_features": check.model_dump(),
             "window": stats.as_dict() if stats else None}
+        if r.candidate != target:
+            self._blocked.setdefault(r.app, set()).add(r.candidate)
         try:
             self.port.apply_split(app, split, stable=target, actor=actor,
                                   reason=f"rollback to v{target}: {why}")

@@ -200,8 +200,8 @@ class ControllerActor:
                      replace: bool = True) -> None:
         self._controller.register_app(app, model, production, replace)
 
-    def report(self, app: str, replica: str, snapshot: dict[str, Any]) -> None:
-        self._controller.report(app, replica, snapshot)
+    def report(self, app: str, replica: str, snapshot: dict[str, Any]) -> list[str]:
+        return self._controller.report(app, replica, snapshot)
 
     def start(self, app: str, candidate: str, actor: str, reason: str = "",
               source: str = "manual") -> dict[str, Any]:
@@ -230,6 +230,7 @@ class ControllerActor:
                             "before setting weights by hand.")
         app_cfg, _model, _last_good = controller._app(app)
         new = TrafficSplit.model_validate(split)
+        controller.unblock(app, [v for v, w in new.weights.items() if w > 0] + [new.shadow or ""])
         controller.port.apply_split(app_cfg, new, stable=None, actor=actor, reason=reason)
         return {"app": app, "split": new.model_dump(mode="json")}
 

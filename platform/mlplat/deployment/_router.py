@@ -143,6 +143,8 @@ class RouterCore:
         self.rejected: Counter[int] = Counter()
         self.errors = 0
         self.fallbacks: Counter[str] = Counter()
+        self.blocked: frozenset[str] = frozenset()
+        self.diverted: Counter[str] = Counter()
         self.slo: dict[str, VersionCounters] = {}
         self._shadow_totals: dict[str, _ShadowTotals] = {}
         self._shadow_recent: deque[ShadowComparison] = deque(maxlen=self.tuning.shadow_buffer_size)
@@ -289,10 +291,20 @@ class RouterCore:
         request_id = req.request_id or self._new_request_id()
         version = self._picker.choose(request_key(req.entity, self.spec.entity_keys,
                                                   req.request_id))
+        if version in self.blocked:  # rolled back; the new split is on its way
+            stable = self.stable_version()
+            if stable not in self.blocked:
+                self.diverted[version] += 1
+                version = stable
         looked_up = self._lookup_features(dict(req.entity))
         row = {**{n: looked_up.get(n) for n in self._lookup_names}, **req.features}
         missing = [n for n, v in row.items() if v is None]
         return Prepared(request_id, self._config.model, version, row, missing)
+
+    def set_blocked(self, versions: Any) -> None:
+        """Versions the promotion controller rolled back: their requests go to the stable
+        version from now on, ahead of the split change (see ``PromotionController.report``)."""
+        self.blocked = frozenset(str(v) for v in versions or ())
 
     def stable_version(self) -> str:
         """The version that answers when the picked one fails."""
@@ -566,6 +578,8 @@ class RouterCore:
             "rejected": {str(k): v for k, v in self.rejected.items()},
             "errors": self.errors,
             "fallbacks": dict(self.fallbacks),
+            "blocked": sorted(self.blocked),
+            "diverted": dict(self.diverted),
             "slo": {v: c.snapshot() for v, c in self.slo.items()},
             "faults": {v: f.model_dump() for v, f in self._config.faults.items()}
             if self._config else {},

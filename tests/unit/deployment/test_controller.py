@@ -237,3 +237,17 @@ def test_a_stage_without_candidate_traffic_waits_instead_of_passing(world) -> No
     assert len(waiting) == 1 and waiting[0]["served"] < needed == waiting[0]["needed"]
     run(world, timing.canary_step_s + timing.evaluation_window_s)  # traffic comes back
     assert c.status("fraud")["rollout"]["stage"] != "canary-5"
+
+
+def test_rolled_back_version_is_blocked_in_report_replies_until_promoted_again(world) -> None:
+    c, cfg = world["c"], world["cfg"]
+    timing = cfg.active_profile().promotion_timing
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    assert c.report("fraud", "replica-a", {"2": snap(0, 0)}) == []
+    run(world, timing.shadow_min_s + timing.evaluation_window_s + 0.5)
+    run(world, timing.evaluation_window_s, errors_on_candidate=True)
+    assert c.status("fraud")["rollout"]["status"] == "rolled_back"
+    assert c.report("fraud", "replica-a", {"2": snap(0, 0)}) == ["2"]
+    assert c.report("other-app", "replica-a", {}) == []
+    c.start("fraud", "2", actor="alice", reason="fixed")
+    assert c.report("fraud", "replica-a", {"2": snap(0, 0)}) == []

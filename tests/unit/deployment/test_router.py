@@ -211,3 +211,20 @@ def test_drift_monitor_absent_counts_drops() -> None:
     sampler.send(sampler.drain(50), lambda *a: False)
     sampler.send([("m", "1", [{}], [0.0], [None])], lambda *a: 1 / 0)
     assert sampler.dropped == taken + 1 and sampler.sent == 0
+
+
+def test_blocked_version_is_answered_by_the_stable_one(fraud_app, fake_loader, lookup) -> None:
+    """The controller's reply to an SLO report blocks a rolled-back version at once; its
+    requests go to the stable version until the report stops listing it."""
+    core = core_for(fraud_app, fake_loader, lookup)
+    core.apply(cfg_for(TrafficSplit(weights={"1": 50, "2": 50}), stable="1"))
+    core.set_blocked(["2"])
+    answered = {core.respond(body(request_id=f"b{i}"))[1]["version"] for i in range(200)}
+    assert answered == {"1"}
+    assert 60 < core.stats()["diverted"]["2"] < 140 and core.stats()["blocked"] == ["2"]
+    core.set_blocked([])
+    answered = {core.respond(body(request_id=f"b{i}"))[1]["version"] for i in range(200)}
+    assert answered == {"1", "2"}
+    # Never diverted onto a blocked stable version.
+    core.set_blocked(["1", "2"])
+    assert core.respond(body(request_id="b7"))[0] == 200
