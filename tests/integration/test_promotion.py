@@ -243,8 +243,12 @@ def test_injected_canary_errors_roll_back_with_no_failed_request(promo) -> None:
     assert back["alert"].startswith(("posted", "Alertmanager")), back["alert"]  # never a crash
     detected = back["detected_at"] - canary[0]["t"]
     elapsed = back["t"] - canary[0]["t"]
-    print(f"\ncanary errors: breach detected after {detected:.2f} s, weight 0 in force after "
-          f"{elapsed:.2f} s (window {window} s; applying the split took {back['rollback_s']} s)")
+    block = _status(promo)["blocked"].get("2") or {}
+    told = (block["replica_told_at"] - canary[0]["t"]) if block.get("replica_told_at") else None
+    print(f"\ncanary errors: breach detected after {detected:.2f} s, a router replica told to "
+          f"stop answering with v2 after {told if told is None else round(told, 2)} s, weight 0 "
+          f"in force after {elapsed:.2f} s (window {window} s; applying the split took "
+          f"{back['rollback_s']} s)")
     # The 3-window goal is asserted on the controller's logic in the unit tests (fake clock);
     # here detection also waits for canary traffic (5 % of a busy client), so assert the SLO.
     assert detected <= elapsed <= cfg.slos.deployment.rollback_after_breach_s

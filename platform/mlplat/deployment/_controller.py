@@ -102,6 +102,8 @@ class PromotionController:
         # Serve reconfigure, 1-3 s) reaches them. Cleared when the version is promoted or
         # given weight by hand again.
         self._blocked: dict[str, set[str]] = {}
+        # (app, version) → [blocked at, first told to a replica at] (the drills measure it).
+        self._block_times: dict[tuple[str, str], list[float | None]] = {}
 
     # ------------------------------------------------------------------ registration
 
@@ -133,8 +135,14 @@ class PromotionController:
             The app's blocked versions: the replica answers their requests with its stable
             version until a report no longer lists them.
         """
-        self.slo.report(app, replica, snapshot, self.clock())
-        return sorted(self._blocked.get(app, ()))
+        now = self.clock()
+        self.slo.report(app, replica, snapshot, now)
+        blocked = sorted(self._blocked.get(app, ()))
+        for version in blocked:
+            times = self._block_times.get((app, version))
+            if times is not None and times[1] is None:
+                times[1] = now
+        return blocked
 
     def unblock(self, app: str, versions: Any) -> None:
         """Let ``versions`` of ``app`` answer again (a new rollout, weights set by hand)."""
@@ -262,6 +270,10 @@ class PromotionController:
             out["window"] = {
                 v: self.slo.window(app_name, v, now - self.window_s, now).as_dict()
                 for v in (latest.baseline, latest.candidate)}
+        out["blocked"] = {
+            v: {"since": t[0], "replica_told_at": t[1]}
+            for v in sorted(self._blocked.get(app_name, ()))
+            if (t := self._block_times.get((app_name, v)))}
         return out
 
     # ------------------------------------------------------------------ the loop
@@ -399,6 +411,7 @@ class PromotionController:
             "window": stats.as_dict() if stats else None}
         if r.candidate != target:
             self._blocked.setdefault(r.app, set()).add(r.candidate)
+            self._block_times[(r.app, r.candidate)] = [now, None]
         try:
             self.port.apply_split(app, split, stable=target, actor=actor,
                                   reason=f"rollback to v{target}: {why}")

@@ -249,5 +249,7 @@ def test_rolled_back_version_is_blocked_in_report_replies_until_promoted_again(w
     assert c.status("fraud")["rollout"]["status"] == "rolled_back"
     assert c.report("fraud", "replica-a", {"2": snap(0, 0)}) == ["2"]
     assert c.report("other-app", "replica-a", {}) == []
+    told = c.status("fraud")["blocked"]["2"]
+    assert told["replica_told_at"] >= told["since"]
     c.start("fraud", "2", actor="alice", reason="fixed")
     assert c.report("fraud", "replica-a", {"2": snap(0, 0)}) == []
