@@ -63,3 +63,28 @@ def ray_cluster(session_home: Path, repo_root: Path) -> Iterator[str]:
 def ray_dashboard_url(ray_cluster: str) -> str:
     """Job API / dashboard URL of the shared cluster."""
     return _DASHBOARD["url"]
+
+
+def run_repo_job(client: object, entrypoint: str, env: dict[str, str], metadata: dict[str, str],
+                 timeout_s: float = 300) -> str:
+    """Submit ``entrypoint`` with the repository as working_dir, wait for it to end, assert it
+    SUCCEEDED (the log tail is the message otherwise) and return its logs."""
+    import time
+
+    from ray.job_submission import JobStatus
+
+    from mlplat.jobs import WORKING_DIR_EXCLUDES, submit_with_retry
+
+    repo = Path(__file__).resolve().parents[1]
+    job = submit_with_retry(
+        client, entrypoint=entrypoint, metadata=metadata,
+        runtime_env={"working_dir": str(repo), "excludes": WORKING_DIR_EXCLUDES, "env_vars": env},
+    )
+    ended = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+    deadline = time.monotonic() + timeout_s
+    while (status := client.get_job_status(job)) not in ended:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, f"{entrypoint!r} did not end in {timeout_s:.0f} s"
+        time.sleep(1)
+    logs: str = client.get_job_logs(job)  # type: ignore[attr-defined]
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    return logs

@@ -9,53 +9,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
 from mlplat.data._hash import content_sha256, table_digest
 from mlplat.data._storage import list_files, resolve
+from tests.conftest import S3_BUCKET as BUCKET
+from tests.ray_fixtures import run_repo_job
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-BUCKET = "mlplat-it"
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[dict[str, str]]:
-    """A moto S3 server on a free loopback port, its bucket, and the env that reaches it."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "mlplat-test",
-        "AWS_SECRET_ACCESS_KEY": "mlplat-test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        fs = pafs.S3FileSystem(
-            access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env["AWS_SECRET_ACCESS_KEY"],
-            endpoint_override=env["AWS_ENDPOINT_URL"], region="us-east-1",
-            allow_bucket_creation=True,
-        )
-        fs.create_dir(BUCKET)
-        try:
-            yield env
-        finally:
-            server.stop()
 
 
 def _upload(local: Path, uri: str) -> None:
@@ -67,9 +35,9 @@ def _upload(local: Path, uri: str) -> None:
 def test_build_dataset_job_reads_and_writes_s3(
     s3: dict[str, str], ray_dashboard_url: str, tmp_path: Path
 ) -> None:
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.job_submission import JobSubmissionClient
 
-    from mlplat.jobs import WORKING_DIR_EXCLUDES, last_json_line, submit_with_retry
+    from mlplat.jobs import last_json_line
 
     spec = importlib.util.spec_from_file_location("fraud_datagen", REPO / "apps/fraud/datagen.py")
     assert spec and spec.loader
@@ -82,24 +50,10 @@ def test_build_dataset_job_reads_and_writes_s3(
     labels = f"s3://{BUCKET}/labels/transactions.parquet"
     _upload(paths["transactions"], labels)
 
-    client = JobSubmissionClient(ray_dashboard_url)
-    job = submit_with_retry(
-        client,
-        entrypoint=f"python jobs/build_dataset.py --app fraud --labels {labels}",
-        runtime_env={
-            "working_dir": str(REPO),
-            "excludes": WORKING_DIR_EXCLUDES,
-            "env_vars": {**s3, "MLPLAT_HOME": root},
-        },
-        metadata={"team": "risk", "model": "fraud", "pool": "cpu", "cpus": "1"},
-    )
-    deadline = time.monotonic() + 300
-    while client.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,
-                                              JobStatus.STOPPED}:
-        assert time.monotonic() < deadline, "build_dataset job did not finish in 300 s"
-        time.sleep(1)
-    logs = client.get_job_logs(job)
-    assert client.get_job_status(job) == JobStatus.SUCCEEDED, logs[-3000:]
+    logs = run_repo_job(JobSubmissionClient(ray_dashboard_url),
+                        f"python jobs/build_dataset.py --app fraud --labels {labels}",
+                        {**s3, "MLPLAT_HOME": root},
+                        {"team": "risk", "model": "fraud", "pool": "cpu", "cpus": "1"})
     summary = last_json_line(logs)
     sha = summary["content_sha256"]
     target = f"{root}/datasets/fraud/{sha[:12]}"

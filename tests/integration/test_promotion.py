@@ -302,9 +302,15 @@ def test_staging_webhook_from_mlflow_server_promotes(promo) -> None:
     assert all(g["passed"] for g in gates.values()), gates
     with pytest.raises(Exception, match="person"):
         override(cfg, app.name, person="", reason="no one", controller=promo["controller"])
-    rollout = _wait(lambda: (s := _status(promo)["rollout"])["status"] != "running" and s,
-                    120, "rollout end")
+    # Stages pass only once the candidate served promotion.min_stage_requests in them.
+    traffic = Traffic(promo["url"])
+    try:
+        rollout = _wait(lambda: (s := _status(promo)["rollout"])["status"] != "running" and s,
+                        180, "rollout end")
+    finally:
+        traffic.stop()
     assert rollout["status"] == "done", rollout["history"]
+    assert traffic.failures == [], traffic.failures[:5]
     assert current_split(cfg, app).weights == {"2": 0.0, "1": 100.0}
     assert client.get_registered_model(app.name).aliases.get("production") == "1"
 

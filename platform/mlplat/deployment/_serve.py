@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from starlette.background import BackgroundTask
 
 from mlplat.apps import AppConfig
 from mlplat.config import PlatformConfig
@@ -185,12 +186,16 @@ class RouterDeployment:
     async def predict(self, request: Request) -> JSONResponse:
         self._ensure_loops()
         status, body, job = await self._core.respond_async(await request.body())
-        if job is not None:
-            if getattr(job.model, "apredict", None) is not None:
-                self._submit_remote_shadow(job)
-            else:
-                self._core.submit_shadow(job)
-        return JSONResponse(body, status_code=status)
+        # The shadow copy is sent after the answer has gone out (a background task runs once
+        # the response body is sent): its handle call never delays the primary response.
+        after = BackgroundTask(self._send_shadow, job) if job is not None else None
+        return JSONResponse(body, status_code=status, background=after)
+
+    async def _send_shadow(self, job: Any) -> None:
+        if getattr(job.model, "apredict", None) is not None:
+            self._submit_remote_shadow(job)
+        else:
+            self._core.submit_shadow(job)
 
     @_http.get("/split")
     async def split_route(self) -> dict[str, Any]:
@@ -368,7 +373,10 @@ class RouterDeployment:
                 if self._controller is None:
                     self._controller = await asyncio.to_thread(
                         ray.get_actor, self._controller_name or "", MLPLAT_NAMESPACE)
-                self._controller.report.remote(self._app.name, replica, snapshot)
+                blocked = await asyncio.wait_for(
+                    self._controller.report.remote(self._app.name, replica, snapshot),
+                    timeout=max(2.0, 4 * self._core.tuning.slo_report_interval_s))
+                self._core.set_blocked(blocked)
             except Exception:  # controller absent or restarting: next push carries the totals
                 self._controller = None
 
