@@ -410,7 +410,8 @@ class PromotionController:
             "stage": self._stage_name(r), "target_features": check.model_dump(),
             "window": stats.as_dict() if stats else None}
         if r.candidate != target:
-            self._blocked.setdefault(r.app, set()).add(r.candidate)
+            # Copy-on-write: report() iterates the app's set from other actor threads.
+            self._blocked[r.app] = self._blocked.get(r.app, set()) | {r.candidate}
             self._block_times[(r.app, r.candidate)] = [now, None]
         try:
             self.port.apply_split(app, split, stable=target, actor=actor,
