@@ -114,6 +114,7 @@ def _steady_load(url: str, seconds: float, events: list[tuple[float, Any]],
     import httpx
 
     records: list[tuple[float, float, bool]] = []
+    failures: list[str] = []
     lock = threading.Lock()
     t_start = time.monotonic()
     stop = t_start + seconds
@@ -124,12 +125,17 @@ def _steady_load(url: str, seconds: float, events: list[tuple[float, Any]],
             while (now := time.monotonic()) < stop:
                 i += 1
                 t0 = time.perf_counter()
+                why = ""
                 try:
-                    ok = c.post(f"{url}/predict", json=_body(k * 100_000 + i)).status_code == 200
-                except Exception:
-                    ok = False
+                    r = c.post(f"{url}/predict", json=_body(k * 100_000 + i))
+                    ok = r.status_code == 200
+                    why = "" if ok else f"{r.status_code} {r.text[:120]}"
+                except Exception as exc:
+                    ok, why = False, f"{type(exc).__name__}: {exc}"[:160]
                 with lock:
                     records.append((now - t_start, (time.perf_counter() - t0) * 1000, ok))
+                    if not ok:
+                        failures.append(f"t={now - t_start:.1f}s {why}")
                 time.sleep(max(0.0, 1.0 / rps - (time.monotonic() - now)))
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
@@ -147,6 +153,7 @@ def _steady_load(url: str, seconds: float, events: list[tuple[float, Any]],
     during = [lat for t, lat, _ in records
               if any(a - 1 <= t <= b + 5 for a, b in zip(marks[::2], marks[1::2], strict=True))]
     return {"requests": len(records), "failed": sum(1 for *_, ok in records if not ok),
+            "failures": failures, "event_marks_s": [round(m, 1) for m in marks],
             "steady_p99_ms": _pct(steady, 0.99) if steady else None,
             "event_p99_ms": _pct(during, 0.99) if during else None}
 
@@ -256,7 +263,10 @@ def main() -> None:
         print(f"steady load 10×10 rps for {load_s:.0f} s with swap + killed replica: "
               f"{load['requests']} requests, {load['failed']} failed; p99 steady "
               f"{load['steady_p99_ms']:.1f} ms, during events {load['event_p99_ms']:.1f} ms "
-              f"({ratio:.2f}×, goal ≤ 2×)")
+              f"({ratio:.2f}×, goal ≤ 2×); swap at {load['event_marks_s'][:2]} s, replica killed "
+              f"at {load['event_marks_s'][2:]} s")
+        for failure in load["failures"][:10]:
+            print(f"  failed: {failure}")
     finally:
         serve.delete(base_app.name)
         for app in apps:
