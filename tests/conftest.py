@@ -21,25 +21,13 @@ def _guard_ast_parse() -> None:
     that logs an exception (Ray, Serve, our samplers) can race a parse in another thread —
     here pytest's own assertion rewriting of a lazily imported plugin package (anyio, under
     Evidently) failed with ``SystemError: AST constructor recursion depth mismatch`` in CI.
-    ``mlplat._pyast.parse_source`` explains the bug (gh-106905, fixed in 3.11.8).
+    ``mlplat._pyast.parse_source`` (the retrying parse) explains the bug (gh-106905).
     """
     import ast
 
-    if getattr(ast.parse, "mlplat_retries", False):
-        return
-    plain = ast.parse
+    from mlplat._pyast import parse_source
 
-    def parse(source, filename="<unknown>", mode="exec", **kwargs):  # type: ignore[no-untyped-def]
-        for attempt in range(5):
-            try:
-                return plain(source, filename, mode, **kwargs)
-            except SystemError as exc:
-                if "recursion depth mismatch" not in str(exc) or attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
-
-    parse.mlplat_retries = True  # type: ignore[attr-defined]
-    ast.parse = parse
+    ast.parse = parse_source  # type: ignore[assignment]
 
 
 _guard_ast_parse()

@@ -10,11 +10,15 @@ succeeds.
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 _ATTEMPTS = 5
+_PLAIN_PARSE = ast.parse
+"""Captured at import, so ``parse_source`` can stand in for ``ast.parse`` (tests/conftest.py)."""
 
 
-def parse_source(source: str, filename: str = "<unknown>") -> ast.Module:
+def parse_source(source: str | bytes, filename: str = "<unknown>", mode: str = "exec",
+                 **kwargs: Any) -> Any:
     """``ast.parse(source)``, retried when CPython's shared counter raced (see the module doc).
 
     Example:
@@ -23,7 +27,7 @@ def parse_source(source: str, filename: str = "<unknown>") -> ast.Module:
     """
     for attempt in range(_ATTEMPTS):
         try:
-            return ast.parse(source, filename)
+            return _PLAIN_PARSE(source, filename, mode, **kwargs)
         except SystemError as exc:
             if "recursion depth mismatch" not in str(exc) or attempt == _ATTEMPTS - 1:
                 raise

@@ -230,7 +230,7 @@ class ControllerActor:
                             "before setting weights by hand.")
         app_cfg, _model, _last_good = controller._app(app)
         new = TrafficSplit.model_validate(split)
-        controller.unblock(app, [v for v, w in new.weights.items() if w > 0] + [new.shadow or ""])
+        controller.unblock(app, {v for v, w in new.weights.items() if w > 0} | {new.shadow})
         controller.port.apply_split(app_cfg, new, stable=None, actor=actor, reason=reason)
         return {"app": app, "split": new.model_dump(mode="json")}
 

@@ -125,9 +125,7 @@ def bounded_trial_reservations(max_cpus: float) -> Any:
 
         def cancel_resource_request(self, resource_request: Any) -> None:
             if resource_request in self._deferred:  # never created: nothing to remove
-                self._deferred.reverse()
                 self._deferred.remove(resource_request)
-                self._deferred.reverse()
                 return
             super().cancel_resource_request(resource_request)
 
