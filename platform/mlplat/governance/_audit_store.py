@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,31 @@ class MemoryAuditStore:
 
 # --------------------------------------------------------------------------- SQLite
 
+_LIVE: weakref.WeakSet[SqliteAuditStore] = weakref.WeakSet()
+"""Stores with an open connection, so a forked child can disown them (``_disown_in_child``)."""
+_INHERITED: list[sqlite3.Connection] = []
+"""Connections a forked child inherited: kept referenced, so they are never closed there."""
+
+
+def _disown_in_child() -> None:
+    """After ``fork()``: set aside every connection the child inherited, unclosed.
+
+    SQLite locks with POSIX ``fcntl`` locks, which belong to the process and are all dropped
+    when it closes *any* descriptor of the file; SQLite's own rule is "do not carry an open
+    database connection across a fork()". A child that closed an inherited connection (garbage
+    collection does, when it frees a store the parent had dropped) could drop the locks of its
+    own connection. ``verify`` forks its scan workers, so this is kept by the module itself.
+    """
+    for store in list(_LIVE):
+        if store._conn is not None:
+            _INHERITED.append(store._conn)
+            store._conn, store._pid = None, -1
+        store._lock = threading.Lock()  # the parent's may have been held by another thread
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_disown_in_child)
+
 
 class SqliteAuditStore:
     """Audit rows in one SQLite file (WAL, ``synchronous=FULL``); ``BEGIN IMMEDIATE`` makes
@@ -291,8 +317,10 @@ class SqliteAuditStore:
 
     def _connect(self) -> sqlite3.Connection:
         # A connection inherited through fork() must not be used by the child: reopen per pid.
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
+        if self._conn is not None:
+            if self._pid == os.getpid():
+                return self._conn
+            _INHERITED.append(self._conn)  # forked without the at-fork hook: never close it
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
@@ -308,7 +336,16 @@ class SqliteAuditStore:
                 "writable and on a local disk (SQLite WAL does not work over NFS)."
             ) from exc
         self._conn, self._pid = conn, os.getpid()
+        _LIVE.add(self)
         return conn
+
+    def close(self) -> None:
+        """Close this process's connection (the next call reopens one)."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn, self._pid = None, -1
+            _LIVE.discard(self)
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:

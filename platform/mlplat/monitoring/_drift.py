@@ -34,6 +34,8 @@ DEFAULT_MIN_ROWS = 100
 """Fewer rows than this make the statistical tests too noisy to act on."""
 SERVED_ROWS_PER_WINDOW = 1_000
 """Rows of each closed window kept (seeded sample) for the promotion drift gate."""
+ARRIVED_COLUMN = "_mlplat_arrived_at"
+"""Arrival time (epoch s) of each served row kept for the promotion drift gate."""
 DEFAULT_GATE_LOOKBACK_S = 7 * 86_400.0
 """Served traffic the promotion drift gate compares a candidate with (platform.yaml:
 ``monitoring_timing.drift_gate_lookback_s``)."""
@@ -74,6 +76,7 @@ class DriftMonitorStats(BaseModel):
 class _Window:
     opened_at: float
     chunks: list[Any] = field(default_factory=list)  # pandas DataFrames, one per batch
+    arrived: list[float] = field(default_factory=list)  # when each chunk was recorded
     scores: list[float] = field(default_factory=list)
     ids: list[str | None] = field(default_factory=list)
     n: int = 0
@@ -209,6 +212,7 @@ class DriftMonitor:
             window = _Window(opened_at=opened_at, dropped=dropped)
             for seq, rows, scores, ids in self._store.samples(model, version):
                 window.chunks.append(pd.DataFrame.from_records(rows))
+                window.arrived.append(opened_at)  # the store keeps no arrival time: the oldest
                 window.scores.extend(scores)
                 window.ids.extend(ids if ids is not None else [None] * len(rows))
                 window.n += len(rows)
@@ -351,6 +355,7 @@ class DriftMonitor:
             kept_ids = None if ids is None else [str(i) for i in ids[:accepted]]
             if accepted:
                 window.chunks.append(pd.DataFrame.from_records(kept))
+                window.arrived.append(self._clock())
                 window.scores.extend(kept_scores)
                 window.ids.extend(kept_ids if kept_ids is not None else [None] * accepted)
                 window.n += accepted
@@ -458,6 +463,7 @@ class DriftMonitor:
                     "a smaller min_rows."
                 )
             chunks, scores, ids = list(window.chunks), list(window.scores), list(window.ids)
+            arrived = list(window.arrived)
             start, last_seq = window.opened_at, window.last_seq
             # Rows arriving during the computation belong to the next window.
             self._windows[key] = _Window(opened_at=self._clock(), dropped=window.dropped)
@@ -486,7 +492,7 @@ class DriftMonitor:
         self._store.close_window(
             key[0], key[1], last_seq, report.model_dump(mode="json"), start, end, share,
             report.severity, [(i, s) for i, s in zip(ids, scores, strict=True) if i is not None])
-        self._remember_served(key[0], current, end)
+        self._remember_served(key[0], chunks, arrived, end)
         with self._lock:
             # The next window opened when the computation started; persist its real start.
             self._windows[key].opened_at = min(self._windows[key].opened_at, end)
@@ -496,12 +502,23 @@ class DriftMonitor:
         return ClosedWindow(report, ref.frame, current, ref.numerical, ref.categorical,
                             scheduled_end if scheduled_end is not None else end)
 
-    def _remember_served(self, model: str, frame: Any, window_end: float) -> None:
+    def _remember_served(self, model: str, chunks: list[Any], arrived: list[float],
+                         window_end: float) -> None:
         """Keep a seeded sample of a closed window's served rows of ``model`` (any version) in
         the store, for ``gate_lookback_s``: what a promotion's drift gate compares a candidate
-        with. In the store, so a restarted monitor still has the last days of traffic."""
-        if not len(frame):
+        with. In the store, so a restarted monitor still has the last days of traffic.
+
+        Each row keeps when it arrived (``_t``): a window stays open until it has ``min_rows``,
+        so the last rows of a traffic burst can wait minutes and close with the next burst's;
+        the gate's lookback counts them from their arrival, not from the window's close.
+        """
+        import pandas as pd
+
+        recent = [c.assign(**{ARRIVED_COLUMN: t}) for c, t in zip(chunks, arrived, strict=True)
+                  if t >= window_end - self.gate_lookback_s and len(c)]
+        if not recent:
             return
+        frame = pd.concat(recent, ignore_index=True)
         if len(frame) > SERVED_ROWS_PER_WINDOW:
             frame = frame.sample(SERVED_ROWS_PER_WINDOW, random_state=0)
         rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -524,11 +541,14 @@ class DriftMonitor:
         """
         import pandas as pd
 
-        windows = self._store.served(model, self._clock() - self.gate_lookback_s)
-        rows = [r for _, chunk in windows for r in chunk]
+        since = self._clock() - self.gate_lookback_s
+        windows = self._store.served(model, since)
+        rows = [r for end, chunk in windows for r in chunk
+                if (r.get(ARRIVED_COLUMN) or end) >= since]
         if len(rows) < max(1, min_rows) or not candidate_rows:
             return None
         current = pd.DataFrame.from_records(rows)
+        current = current.drop(columns=[ARRIVED_COLUMN], errors="ignore")
         if len(current) > self.max_reference_rows:
             current = current.sample(self.max_reference_rows, random_state=0)
         frame = pd.DataFrame.from_records(candidate_rows)

@@ -450,30 +450,75 @@ def test_mutations_of_the_sqlite_file_are_named(n: int, target: int, mutation: s
 # --------------------------------------------------------------------------- concurrency
 
 
-def _append_many(path: str, worker: int, count: int) -> None:
-    log = AuditLog(CFG, store=SqliteAuditStore(Path(path)), signing_key=KEY, checkpoint_every=7)
-    for i in range(count):
-        log.append(f"worker{worker}", "quota_change", f"team/{worker}", details={"i": i})
+APPENDER = """
+import sys, time
+from pathlib import Path
+from mlplat.config import load_config
+from mlplat.governance import AuditLog, SqliteAuditStore
+path, worker, count, folder, config = sys.argv[1:6]
+log = AuditLog(load_config(config), store=SqliteAuditStore(Path(path)),
+               signing_key=b"unit-test-audit-key", checkpoint_every=7)
+Path(folder, f"ready-{worker}").touch()
+deadline = time.monotonic() + 120
+while not Path(folder, "go").exists() and time.monotonic() < deadline:
+    time.sleep(0.002)
+for i in range(int(count)):
+    log.append(f"worker{worker}", "quota_change", f"team/{worker}", details={"i": i})
+print(f"appended {count}")
+"""
 
 
 def test_concurrent_appenders_keep_one_intact_signed_chain(tmp_path: Path) -> None:
+    """Appenders in separate interpreters (as Ray workers and CLIs are), released together."""
+    import subprocess
+    import sys
+    import time
+
     path = tmp_path / "audit.db"
-    SqliteAuditStore(path)  # create the schema once, so the workers race only on appends
-    workers, per_worker = 3, 30
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_append_many, args=(str(path), w, per_worker))
+    SqliteAuditStore(path).close()  # create the schema once, so the workers race only on appends
+    workers, per_worker = 3, 40
+    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(path), str(w),
+                               str(per_worker), str(tmp_path), str(REPO / "platform.yaml")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for w in range(workers)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0] * workers
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(
+            (tmp_path / f"ready-{w}").exists() or procs[w].poll() is not None
+            for w in range(workers)):
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [(p.returncode, o.strip()) for p, (o, _) in zip(procs, outs, strict=True)] == \
+        [(0, f"appended {per_worker}")] * workers, [e[-2000:] for _, e in outs]
     log = _log(path, every=7)
     result = log.verify()
     assert (result.ok, result.records) == (True, workers * per_worker), result.problem
     assert result.checkpoints == workers * per_worker // 7
     seen = sorted((e.actor, e.details["i"]) for e in log.events())
     assert seen == sorted((f"worker{w}", i) for w in range(workers) for i in range(per_worker))
+
+
+def _append_through_inherited(store: SqliteAuditStore) -> None:
+    assert store._conn is None, "the child still holds the parent's connection"
+    AuditLog(CFG, store=store, signing_key=KEY, checkpoint_every=7).append(
+        "child", "quota_change", "team/child")
+
+
+def test_a_forked_child_sets_the_parents_connection_aside(tmp_path: Path) -> None:
+    """SQLite: never use (or close) a connection across fork(). The child opens its own; the
+    parent's keeps working."""
+    store = SqliteAuditStore(tmp_path / "audit.db")
+    log = AuditLog(CFG, store=store, signing_key=KEY, checkpoint_every=7)
+    log.append("parent", "quota_change", "team/parent")
+    child = multiprocessing.get_context("fork").Process(target=_append_through_inherited,
+                                                        args=(store,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    log.append("parent", "quota_change", "team/parent")
+    result = log.verify()
+    assert (result.ok, result.records) == (True, 3), result.problem
+    assert [e.actor for e in log.events()] == ["parent", "child", "parent"]
 
 
 def test_parallel_verify_agrees_with_the_single_process_one(tmp_path: Path) -> None:

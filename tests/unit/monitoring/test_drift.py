@@ -184,6 +184,25 @@ def test_promotion_drift_gate_compares_served_traffic_with_the_candidates_traini
     assert fresh.share_drifted == 0.0 and fresh.current_rows == min(N, SERVED_ROWS_PER_WINDOW)
 
 
+def test_drift_gate_counts_rows_from_their_arrival_not_their_windows_close() -> None:
+    """A window stays open until it has ``min_rows``: the tail of an old traffic burst waits in
+    it and closes with the next burst. The gate's lookback must not count that tail as recent
+    (it made a retrained candidate fail its drift gate against traffic of 20 minutes before)."""
+    clock = FakeClock()
+    mon = DriftMonitor(clock=clock, gate_lookback_s=60.0)
+    mon.set_reference("fraud", 2, rows(seed=1))
+    shifted = dict(amount_shift=1.5, countries=(0.1, 0.2, 0.7))
+    mon.record("fraud", 2, rows(seed=3, n=80), [0.5] * 80)  # the old population's last requests
+    clock.t += 1200  # 20 minutes without traffic: 80 < min_rows, so the window stays open
+    new = rows(seed=8, **shifted)
+    mon.record("fraud", 2, new, [0.5] * N)
+    clock.t += 5
+    mon.report("fraud", "2")  # closes the window holding both
+    gate = mon.served_drift("fraud", rows(seed=9, **shifted))
+    assert gate is not None and gate.current_rows == min(N, SERVED_ROWS_PER_WINDOW)
+    assert gate.share_drifted == 0.0, {n: f.score for n, f in gate.features.items()}
+
+
 def test_drift_gate_looks_back_its_lookback_and_survives_a_monitor_restart(tmp_path) -> None:
     """The gate compares with the traffic served in the last ``gate_lookback_s`` (7 days in
     prod): kept in the monitor's store, so a restarted monitor still judges candidates, and
