@@ -132,6 +132,9 @@ class LLMServingSLO(StrictModel):
     max_error_rate: float = Field(ge=0, le=1, description="Share of failed generations.")
     min_samples: int = Field(
         ge=1, description="Fewest generations in a window before its p99s are judged.")
+    min_shadow_similarity: float = Field(
+        0.5, ge=0, le=1, description="Text gate of a promotion's shadow stage: the shadow's "
+        "answers must be at least this similar to production's (mean difflib word ratio).")
 
 
 class SLOs(StrictModel):

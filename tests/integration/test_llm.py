@@ -211,7 +211,8 @@ def llm2(ray_cluster, tmp_path_factory):
     try:
         url = deploy_llm(cfg, app, actor="ci", reason="two versions", timeout_s=240,
                          split=TrafficSplit(weights={"1": 50, "2": 50}), guard=guard)
-        yield {"cfg": cfg, "app": app, "url": url, "client": client, "guard": guard}
+        yield {"cfg": cfg, "app": app, "url": url, "client": client, "guard": guard,
+               "root": root, "spec": spec}
     finally:
         client.close()
         serve.delete(app.name)
@@ -340,3 +341,100 @@ def test_injected_ttft_breach_rolls_canary_back_with_no_failed_request(
     r = client.post(f"{url}/chat/completions", json=SHORT,
                     headers={"X-Conversation-Id": canary[0]})
     assert r.status_code == 200 and r.headers["x-mlplat-version"] == "1"
+
+
+# ---------------------------------------------------------------------------- staged promotion
+
+
+class _Chats:
+    """Chat requests from many users in the background (a promotion stage needs evidence)."""
+
+    def __init__(self, url: str, threads: int = 4) -> None:
+        import threading
+
+        self.url, self.versions, self.failed = url, {}, []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                         for i in range(threads)]
+
+    def _run(self, worker: int) -> None:
+        import httpx
+
+        with httpx.Client(timeout=60.0) as client:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                r = client.post(f"{self.url}/chat/completions",
+                                json={**SHORT, "user": f"w{worker}-u{i}"})
+                if r.status_code == 200:
+                    v = r.headers["x-mlplat-version"]
+                    self.versions[v] = self.versions.get(v, 0) + 1
+                else:
+                    self.failed.append((r.status_code, r.text[:200]))
+
+    def __enter__(self) -> _Chats:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+
+def _promote_and_wait(llm2, version: str) -> dict[str, Any]:
+    from mlplat.deployment import promote, promotion_status
+    from tests.services import poll
+
+    cfg, app, guard = llm2["cfg"], llm2["app"], llm2["guard"]
+    out = promote(cfg, app.name, version, actor="ci", reason=f"promote v{version}",
+                  controller=guard)
+    assert out["status"] == "running", out["history"]
+    return poll(lambda: promotion_status(cfg, app.name, controller=guard)["rollout"],
+                lambda r: r["status"] != "running", 180, f"v{version}'s rollout to end")
+
+
+def test_promotion_controller_takes_an_llm_version_to_production(llm2, record_property) -> None:
+    """``mlplat deploy promote`` for an LLM app: gates, shadow (text gate), 5/25/50/100 %
+    canaries judged on slos.llm, production — through the guard's promotion controller."""
+    from mlplat.deployment import TrafficSplit
+    from mlplat.llm import build_tiny_llm, llm_router_stats, set_llm_traffic
+
+    cfg, app = llm2["cfg"], llm2["app"]
+    # v3 has v1's weights (a retrain that changed little): its answers are production's.
+    build_tiny_llm(llm2["spec"], llm2["root"] / "tiny-chat" / "3", seed=0)
+    set_llm_traffic(cfg, app.name, TrafficSplit(weights={"1": 100}), actor="ci", stable="1",
+                    reason="production on v1 before the promotion", faults={})
+    t0 = time.monotonic()
+    with _Chats(llm2["url"]) as chats:
+        rollout = _promote_and_wait(llm2, "3")
+    record_property("rollout_s", round(time.monotonic() - t0, 1))
+    record_property("answers", json.dumps(chats.versions))
+    assert rollout["status"] == "done", rollout["history"]
+    assert chats.failed == []
+    stages = [h["stage"] for h in rollout["history"] if h["event"] == "stage"]
+    assert stages == ["shadow", *[f"canary-{p}" for p in cfg.promotion.canary_steps_pct
+                                  if p < 100], "production"]
+    text_gate = next(h["gate"] for h in rollout["history"]
+                     if h["event"] == "stage_passed" and h["stage"] == "shadow")
+    assert text_gate["name"] == "shadow_similarity" and text_gate["passed"], text_gate
+    weights = llm_router_stats(cfg, app.name)["shadow"]["split"]["weights"]
+    assert weights["3"] == 100.0 and sum(weights.values()) == 100.0  # v1 kept loaded at 0
+    assert chats.versions.get("3", 0) > 0
+
+
+def test_an_llm_version_unlike_production_stops_at_the_text_gate(llm2, record_property) -> None:
+    """v2 (other weights) answers unlike production v3: rolled back after its shadow stage,
+    having never answered a user."""
+    from mlplat.llm import llm_router_stats
+
+    cfg, app = llm2["cfg"], llm2["app"]
+    with _Chats(llm2["url"]) as chats:
+        rollout = _promote_and_wait(llm2, "2")
+    assert rollout["status"] == "rolled_back", rollout["history"]
+    back = next(h for h in rollout["history"] if h["event"] == "rolled_back")
+    record_property("why", back["why"])
+    assert back["stage"] == "shadow" and "shadow_similarity" in back["why"]
+    assert chats.failed == [] and set(chats.versions) == {"3"}
+    assert llm_router_stats(cfg, app.name)["shadow"]["split"]["weights"] == {"3": 100.0}

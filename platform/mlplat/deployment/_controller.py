@@ -42,6 +42,10 @@ CONTROLLER_ACTOR = "mlplat-promotion-controller"
 STAGE_ALIASES = ("shadow", "canary")
 """Registry aliases that mirror live traffic, besides ``production``."""
 
+Judge = Callable[[WindowStats], "str | None"]
+"""Why a candidate's window breaches its SLOs, or None (tabular: ``promotion`` of platform.yaml;
+LLM: ``slos.llm``)."""
+
 
 class ControllerPort(Protocol):
     """Everything the controller does to the outside world (real: ``_controller_actor``)."""
@@ -69,6 +73,13 @@ class ControllerPort(Protocol):
     def alert(self, app: AppConfig, severity: str, summary: str,
               labels: dict[str, str]) -> str: ...
 
+    # Optional (looked up with getattr, so a port may leave them out):
+    #   candidate_gates(app, model, version, candidate, production) -> list[GateResult]
+    #       replaces the tabular gates (metric, schema, card, drift, contract, features);
+    #   stage_gate(app, baseline, candidate, stage) -> GateResult | None
+    #       judged when a stage is about to pass (LLM: shadow text similarity); a failed
+    #       result rolls the candidate back.
+
 
 class PromotionController:
     """Runs promotions from the store; ``tick`` is called by the actor's loop.
@@ -82,7 +93,8 @@ class PromotionController:
 
     def __init__(self, cfg: PlatformConfig, store: PromotionStore, port: ControllerPort,
                  audit: AuditSink, *, clock: Callable[[], float] = time.time,
-                 poll_registry: bool = True) -> None:
+                 poll_registry: bool = True, judge: Judge | None = None,
+                 app_type: Any = None) -> None:
         self.cfg = cfg
         self.store = store
         self.port = port
@@ -93,6 +105,10 @@ class PromotionController:
         self.window_s = timing.evaluation_window_s
         self.poll_interval_s = max(0.5, self.window_s / 2)
         self.slo = SloWindows(history_s=max(60.0, 4 * self.window_s))
+        policy = cfg.promotion
+        self._judge: Judge = judge or (lambda stats: breach(
+            stats, policy.rollback_max_error_rate, policy.rollback_max_p99_ms))
+        self._app_type = app_type  # the app config class (default: the tabular AppConfig)
         self._started_at = clock()
         self._next_poll = 0.0
         self._verified: set[int] = set()
@@ -118,6 +134,7 @@ class PromotionController:
     def _app(self, name: str) -> tuple[AppConfig, str, str | None]:
         from mlplat.apps import AppConfig
 
+        app_type = self._app_type or AppConfig
         managed = self.store.app(name)
         if managed is None:
             known = [a.app for a in self.store.apps()]
@@ -125,7 +142,7 @@ class PromotionController:
                                 f"(it manages {known}); deploy it with `mlplat deploy {name}`.")
         import json
 
-        app = AppConfig.model_validate({**json.loads(managed.app_json), "path": managed.app_path})
+        app = app_type.model_validate({**json.loads(managed.app_json), "path": managed.app_path})
         return app, managed.model, managed.last_good
 
     def report(self, app: str, replica: str, snapshot: dict[str, Any]) -> list[str]:
@@ -181,14 +198,7 @@ class PromotionController:
                                       detail=f"cannot load {model} v{candidate}: "
                                       f"{type(exc).__name__}: {exc}")]
             else:
-                drift, extras = self.port.gate_extras(app, model, candidate, model_obj, last_good)
-                results = evaluate_gates(self.cfg, app, model_obj, drift_share=drift)
-                results += extras
-                if drift is None:
-                    results.append(GateResult(
-                        name="drift", passed=True,
-                        detail="no served data in the monitor to compare with the training "
-                        "reference yet (first release or monitor absent): nothing to block on"))
+                results = self._gates(app, model, candidate, model_obj, last_good)
             passed = gates_passed(results)
             if passed:
                 self.unblock(app_name, [candidate])  # a new rollout judges it afresh
@@ -203,6 +213,20 @@ class PromotionController:
                                 "source": source, "gates": gates, "rollout": rollout.id},
                        outcome="ok" if passed else "denied")
             return self._summary(rollout)
+
+    def _gates(self, app: AppConfig, model: str, candidate: str, model_obj: Any,
+               last_good: str | None) -> list[GateResult]:
+        own = getattr(self.port, "candidate_gates", None)
+        if own is not None:
+            return list(own(app, model, candidate, model_obj, last_good))
+        drift, extras = self.port.gate_extras(app, model, candidate, model_obj, last_good)
+        results = evaluate_gates(self.cfg, app, model_obj, drift_share=drift) + extras
+        if drift is None:
+            results.append(GateResult(
+                name="drift", passed=True,
+                detail="no served data in the monitor to compare with the training "
+                "reference yet (first release or monitor absent): nothing to block on"))
+        return results
 
     def override(self, app_name: str, person: str, reason: str) -> dict[str, Any]:
         """Incident-commander bypass of the shadow minimum: names a person and a reason.
@@ -334,7 +358,7 @@ class PromotionController:
         start = max(now - self.window_s, r.stage_started_at)
         stats = self.slo.window(r.app, r.candidate, start, now)
         policy = self.cfg.promotion
-        why = breach(stats, policy.rollback_max_error_rate, policy.rollback_max_p99_ms)
+        why = self._judge(stats)
         if why:
             self._rollback(r, why=f"SLO breach of v{r.candidate} in {step.stage}: {why}",
                            actor="promotion-controller", stats=stats)
@@ -354,8 +378,17 @@ class PromotionController:
                                   "served": served, "needed": policy.min_stage_requests})
                 self.store.save(r, now)
             return
-        r.history.append({"t": now, "event": "stage_passed", "stage": step.stage,
-                          "held_s": round(held, 3), "window": stats.as_dict()})
+        event: dict[str, Any] = {"t": now, "event": "stage_passed", "stage": step.stage,
+                                 "held_s": round(held, 3), "window": stats.as_dict()}
+        stage_gate = getattr(self.port, "stage_gate", None)
+        gate = stage_gate(app, r.baseline, r.candidate, step.stage) if stage_gate else None
+        if gate is not None:
+            if not gate.passed:
+                self._rollback(r, why=f"stage gate {gate.name} failed in {step.stage}: "
+                               f"{gate.detail}", actor="promotion-controller", stats=stats)
+                return
+            event["gate"] = gate.model_dump()
+        r.history.append(event)
         if r.stage_idx + 1 >= len(plan):
             self._complete(r)
         else:

@@ -167,7 +167,31 @@ class ServePort:
         return post_alert(self.cfg, severity, summary, labels, app.team)
 
 
-class ControllerActor:
+class ControllerCommands:
+    """The controller's commands as actor methods (``mlplat.deployment.promote`` & co. call
+    them by name), for any actor holding a ``PromotionController`` in ``_controller``."""
+
+    _controller: PromotionController
+
+    def register_app(self, app: Any, model: str, production: str | None,
+                     replace: bool = True) -> None:
+        self._controller.register_app(app, model, production, replace)
+
+    def start(self, app: str, candidate: str, actor: str, reason: str = "",
+              source: str = "manual") -> dict[str, Any]:
+        return self._controller.start(app, candidate, actor=actor, reason=reason, source=source)
+
+    def override(self, app: str, person: str, reason: str) -> dict[str, Any]:
+        return self._controller.override(app, person, reason)
+
+    def rollback(self, app: str, actor: str, reason: str) -> dict[str, Any]:
+        return self._controller.rollback(app, actor=actor, reason=reason)
+
+    def status(self, app: str) -> dict[str, Any]:
+        return self._controller.status(app)
+
+
+class ControllerActor(ControllerCommands):
     """Ray actor shell: builds the controller from the store and ticks it in a thread."""
 
     def __init__(self, cfg: PlatformConfig, path: str) -> None:
@@ -196,16 +220,8 @@ class ControllerActor:
 
         return {**node_info(), "pid": os.getpid()}
 
-    def register_app(self, app: AppConfig, model: str, production: str | None,
-                     replace: bool = True) -> None:
-        self._controller.register_app(app, model, production, replace)
-
     def report(self, app: str, replica: str, snapshot: dict[str, Any]) -> list[str]:
         return self._controller.report(app, replica, snapshot)
-
-    def start(self, app: str, candidate: str, actor: str, reason: str = "",
-              source: str = "manual") -> dict[str, Any]:
-        return self._controller.start(app, candidate, actor=actor, reason=reason, source=source)
 
     def webhook_staging(self, model: str, version: str, actor: str) -> list[dict[str, Any]]:
         """A verified registry webhook: ``staging`` → ``version`` starts each app of ``model``."""
@@ -234,14 +250,6 @@ class ControllerActor:
         controller.port.apply_split(app_cfg, new, stable=None, actor=actor, reason=reason)
         return {"app": app, "split": new.model_dump(mode="json")}
 
-    def override(self, app: str, person: str, reason: str) -> dict[str, Any]:
-        return self._controller.override(app, person, reason)
-
-    def rollback(self, app: str, actor: str, reason: str) -> dict[str, Any]:
-        return self._controller.rollback(app, actor=actor, reason=reason)
-
-    def status(self, app: str) -> dict[str, Any]:
-        return self._controller.status(app)
 
 
 def get_controller(cfg: PlatformConfig, name: str = CONTROLLER_ACTOR,

@@ -107,7 +107,8 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
         timeout_s: Deadline; defaults to ``slos.deployment.deploy_after_approval_s``.
         split: Versions and weights (and a shadow); default 100 % on ``model.version``.
         guard: Name of the SLO guard actor (created if absent) that rolls a breaching canary
-            back to weight 0; None: traffic changes only by hand.
+            back to weight 0 and runs the app's promotions (``mlplat.deployment.promote(...,
+            controller=guard)``); None: traffic changes only by hand.
 
     Returns:
         The OpenAI base URL (``POST <url>/chat/completions``).
@@ -134,11 +135,12 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
                                "version": app.model.version,
                                "split": split.model_dump(mode="json"), "guard": guard,
                                "route_prefix": app.serving.route_prefix}
+    guard_actor = None
     try:
         if guard is not None:
             from mlplat.llm._guard import get_llm_guard
 
-            get_llm_guard(cfg, guard)
+            guard_actor = get_llm_guard(cfg, guard)
         serve.start(proxy_location="HeadOnly",
                     http_options={"host": "127.0.0.1", "port": cfg.local_cluster.serve_http_port})
         serve._run(application, name=app_name, route_prefix=app.serving.route_prefix,
@@ -146,6 +148,16 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
         _wait_running(app_name, deadline)
         if app.engine == "transformers":
             _wait_split(app_name, split, deadline)
+        if guard_actor is not None:
+            import ray
+
+            # The guard's promotion controller manages the app from here: its last good
+            # version is the configured one (else the heaviest of the split).
+            production = app.model.version if split.weights.get(app.model.version, 0) > 0 \
+                else max(split.weights, key=lambda v: split.weights[v])
+            details["production"] = production
+            ray.get(guard_actor.register_app.remote(app, app.model.name, production),
+                    timeout=max(1.0, deadline - time.monotonic()))
     except BaseException as exc:
         audit.append(actor, "llm.deploy", app_name, reason=reason,
                      details={**details, "error": f"{type(exc).__name__}: {exc}"},

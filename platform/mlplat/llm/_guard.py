@@ -8,7 +8,9 @@ inter-token p99. A breach calls ``rollback(app, split_without_canary, why, windo
 
 The guard keeps no state worth saving: the split lives in the Serve app's ``user_config`` and
 the counters are re-pushed every ``slo_report_interval_s``, so a restarted guard judges again
-after one window. ``LLMGuardActor`` is the thin detached actor around it.
+after one window. ``LLMGuardActor`` is the thin detached actor around it; it also runs the
+deployment plane's ``PromotionController`` for LLM apps (``_promotion.py``), state in its own
+store, and leaves an app in a rollout to that controller.
 
 Example:
     >>> guard = LLMSloGuard(cfg, rollback=lambda *a: None, clock=fake_clock)   # doctest: +SKIP
@@ -21,10 +23,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from mlplat.deployment import SloWindows, TrafficSplit, WindowStats, breach
-from mlplat.llm._router import ITL, TTFT
+from mlplat.deployment import SloWindows, TrafficSplit, WindowStats
+from mlplat.deployment._controller_actor import ControllerCommands
+from mlplat.llm._promotion import llm_breach
 
 if TYPE_CHECKING:
     from mlplat.config import PlatformConfig
@@ -61,12 +64,14 @@ class LLMSloGuard:
     """
 
     def __init__(self, cfg: PlatformConfig, rollback: Rollback, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 promoting: Callable[[str], bool] = lambda app: False) -> None:
         self.cfg = cfg
         self.slo = cfg.slos.llm
         self.window_s = cfg.active_profile().promotion_timing.evaluation_window_s
         self.windows = SloWindows(history_s=max(60.0, 4 * self.window_s))
         self._rollback = rollback
+        self._promoting = promoting  # apps in a rollout: the promotion controller judges them
         self.clock = clock
         self._lock = threading.Lock()
         # app → (split json, stable, first seen at): a new split restarts its windows
@@ -97,8 +102,7 @@ class LLMSloGuard:
             if weight <= 0 or version == stable:
                 continue
             stats = windows[version]
-            why = breach(stats, self.slo.max_error_rate, None, self.slo.min_samples,
-                         {TTFT: self.slo.ttft_p99_ms, ITL: self.slo.inter_token_p99_ms})
+            why = llm_breach(self.slo, stats)
             if why:
                 out.append((version, why, stats))
         return out
@@ -120,6 +124,8 @@ class LLMSloGuard:
             apps = list(self._splits)
         events = []
         for app in apps:
+            if self._promoting(app):
+                continue
             for version, why, stats in self.judge(app):
                 with self._lock:
                     key, stable, _ = self._splits[app]
@@ -142,16 +148,39 @@ class LLMSloGuard:
         return events
 
 
-class LLMGuardActor:
-    """Ray actor shell: ticks the guard in a thread; a rollback is ``set_llm_traffic``, audited."""
+class LLMGuardActor(ControllerCommands):
+    """Ray actor shell: ticks the guard and the LLM promotion controller in a thread.
+
+    A guard rollback is ``set_llm_traffic``, audited ``llm.rollback``. The controller methods
+    (``start``, ``status``, ``override``, ``rollback``, ``register_app``) have the promotion
+    controller actor's signatures, so ``mlplat.deployment.promote(..., controller=<guard>)``
+    and ``mlplat deploy promote <app> N --controller <guard>`` drive LLM promotions.
+    """
 
     def __init__(self, cfg: PlatformConfig, name: str = GUARD_ACTOR, tick_s: float = 0.2) -> None:
+        from mlplat.config import SqliteTracking
+        from mlplat.deployment._audit import audit_sink
+        from mlplat.deployment._controller import ControllerPort, PromotionController
+        from mlplat.deployment._store import PromotionStore
+        from mlplat.llm._config import LLMAppConfig
+        from mlplat.llm._promotion import LLMPort, llm_judge
+
         self._cfg = cfg
         self._name = name
-        self._guard = LLMSloGuard(cfg, self._apply)
+        # LLMPort's methods take the LLMAppConfig the controller builds from app_type, where
+        # ControllerPort (written for tabular apps) says AppConfig.
+        port = cast("ControllerPort", LLMPort(cfg))
+        self._controller = PromotionController(
+            cfg, PromotionStore(str(cfg.local_path(f"deployment/{name}.db"))), port,
+            audit_sink(cfg), judge=llm_judge(cfg), app_type=LLMAppConfig,
+            poll_registry=isinstance(cfg.active_profile().tracking, SqliteTracking))
+        self._guard = LLMSloGuard(cfg, self._apply, promoting=self._promoting)
         self._tick_s = tick_s
         self._stop = threading.Event()
         threading.Thread(target=self._loop, name="llm-slo-guard", daemon=True).start()
+
+    def _promoting(self, app: str) -> bool:
+        return bool(self._controller.store.active(app))
 
     def _apply(self, app: str, split: TrafficSplit, why: str, stats: WindowStats) -> None:
         from mlplat.llm._api import set_llm_traffic
@@ -160,18 +189,21 @@ class LLMGuardActor:
                         action="llm.rollback", details={"window": stats.as_dict()})
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._guard.tick()
-            except Exception:  # keep guarding; events record their own errors
-                import logging
+        import logging
 
-                logging.getLogger(__name__).exception("LLM SLO guard tick failed")
+        while not self._stop.is_set():
+            for part in (self._guard, self._controller):
+                try:
+                    part.tick()
+                except Exception:  # keep guarding; events and rollouts record their errors
+                    logging.getLogger(__name__).exception("LLM guard tick failed")
             self._stop.wait(self._tick_s)
 
     def report(self, app: str, replica: str, snapshot: dict[str, Any], split: dict[str, Any],
-               stable: str) -> None:
+               stable: str, combined: dict[str, Any] | None = None) -> list[str]:
+        """Live counters for the guard; live + shadow (``combined``) for the controller."""
         self._guard.report(app, replica, snapshot, split, stable)
+        return self._controller.report(app, replica, combined or snapshot)
 
     def events(self) -> list[dict[str, Any]]:
         """The rollbacks done (or tried: ``error``) since the actor started."""

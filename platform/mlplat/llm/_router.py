@@ -373,6 +373,14 @@ class LLMRouter:
         """Cumulative live counters per version (what the SLO guard differences)."""
         return {v: c.snapshot() for v, c in self.slo.items()}
 
+    def promotion_snapshot(self) -> dict[str, Any]:
+        """Live and shadow counters added per version: a promotion's evidence and SLO window
+        (in its shadow stage the candidate answers only shadow copies)."""
+        from mlplat.llm._promotion import combined_snapshot
+
+        return combined_snapshot(self.slo_snapshot(),
+                                 {v: c.snapshot() for v, c in self.shadow_slo.items()})
+
     def shadow_report(self) -> dict[str, Any]:
         """Shadow comparisons per (live → shadow) pair, per-version SLO windows and drops."""
         def summary(counters: dict[str, VersionCounters]) -> dict[str, Any]:

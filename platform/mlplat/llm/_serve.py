@@ -129,7 +129,8 @@ class LLMDeployment:
             self._tasks.append(loop.create_task(self._slo_loop()))
 
     async def _slo_loop(self) -> None:
-        """Cumulative per-version counters + the split in force → the SLO guard."""
+        """Cumulative per-version counters + the split in force → the SLO guard (and, live +
+        shadow, its promotion controller)."""
         from mlplat.cluster import PLATFORM_NAMESPACE
 
         replica = serve.get_replica_context().replica_id.unique_id
@@ -146,7 +147,8 @@ class LLMDeployment:
                     guard = await asyncio.to_thread(ray.get_actor, name, PLATFORM_NAMESPACE)
                 guard.report.remote(self._app.name, replica, snapshot,
                                     self._router.picker.split.model_dump(mode="json"),
-                                    self._router.stable_version())
+                                    self._router.stable_version(),
+                                    self._router.promotion_snapshot())
             except Exception:  # guard absent or restarting: the next push carries the totals
                 guard = None
 
