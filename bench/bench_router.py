@@ -6,6 +6,9 @@ throughput ≥ 0.9× at saturation; both placements measured; shadow on (a shado
 1 s) vs off — primary p99 ≤ 1.05×; steady load (10 clients × 10 rps) with a version swap and
 a killed router replica — 0 failed requests, p99 during the event ≤ 2× steady state.
 
+Each variant is measured *alternately* with the baseline (serial requests interleaved one by
+one, saturation windows ordered A B B A), so both see the same moments of a noisy machine.
+
 Runs on a running cluster (`mlplat cluster up`; or MLPLAT_BENCH_RAY_ADDRESS). Scale with
 MLPLAT_BENCH_SERIAL (requests per serial measurement, default 400), MLPLAT_BENCH_SAT_S
 (seconds of saturation, default 10), MLPLAT_BENCH_LOAD_S (steady-load seconds, default 60).
@@ -38,18 +41,32 @@ def _body(i: int) -> dict[str, Any]:
             "features": {"amount": float(50 + i % 200), "merchant_category": "travel"}}
 
 
-def _serial(url: str, n: int) -> dict[str, float]:
+def _serial_pair(base_url: str, url: str, n: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Serial requests alternating between the baseline and ``url``: both see the same
+    moments of a noisy machine (no order bias). Returns (baseline, url) p50/p99."""
     import httpx
 
-    lat = []
+    lat: dict[str, list[float]] = {base_url: [], url: []}
     with httpx.Client(timeout=30) as c:
         for i in range(n + 20):
-            t0 = time.perf_counter()
-            r = c.post(f"{url}/predict", json=_body(i))
-            if i >= 20:
-                lat.append((time.perf_counter() - t0) * 1000)
-            r.raise_for_status()
-    return {"p50_ms": statistics.median(lat), "p99_ms": _pct(lat, 0.99)}
+            for target in (base_url, url) if i % 2 else (url, base_url):
+                t0 = time.perf_counter()
+                r = c.post(f"{target}/predict", json=_body(i))
+                if i >= 20:
+                    lat[target].append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+    return tuple({"p50_ms": statistics.median(v), "p99_ms": _pct(v, 0.99)}  # type: ignore[return-value]
+                 for v in (lat[base_url], lat[url]))
+
+
+def _saturate_pair(base_url: str, url: str, seconds: float) -> tuple[float, float]:
+    """Saturation throughput of the baseline and ``url`` in windows ordered A B B A
+    (``seconds`` each in all), so drift in the machine's load hits both alike.
+    Returns (baseline rps, url rps)."""
+    rps: dict[str, list[float]] = {base_url: [], url: []}
+    for target in (base_url, url, url, base_url):
+        rps[target].append(_saturate(target, seconds / 2))
+    return statistics.mean(rps[base_url]), statistics.mean(rps[url])
 
 
 def _saturate(url: str, seconds: float, clients: int = 8) -> float:
@@ -76,7 +93,7 @@ def _saturate(url: str, seconds: float, clients: int = 8) -> float:
     return done[0] / seconds
 
 
-def _baseline_app(models: str, lookup: Any) -> Any:
+def _baseline_app(models: str, lookup: Any, pool: str) -> Any:
     """The model served as its own ingress: parse, look up, score, answer — no router.
 
     (This module has no ``from __future__ import annotations``: FastAPI must see the real
@@ -88,7 +105,11 @@ def _baseline_app(models: str, lookup: Any) -> Any:
 
     http = FastAPI()
 
-    @serve.deployment(name="model", ray_actor_options={"num_cpus": 0.5},
+    from mlplat.cluster import pool_selector
+
+    # On the serving pool, like the router: same node, same path from the proxy.
+    @serve.deployment(name="model", ray_actor_options={"num_cpus": 0.5,
+                                                       "label_selector": pool_selector(pool)},
                       logging_config={"enable_access_log": False})
     @serve.ingress(http)
     class ModelIngress:
@@ -200,39 +221,55 @@ def main() -> None:
     # Baseline: the model as its own ingress (same model file, same lookup table).
     base_app = variant("base", "in_process")
     (tmp / "bench").symlink_to(tmp / base_app.name)
-    serve._run(_baseline_app(str(tmp), lookup), name=base_app.name,
+    serve._run(_baseline_app(str(tmp), lookup, base_app.serving.pool), name=base_app.name,
                route_prefix=base_app.serving.route_prefix)
     base_url = endpoint_url(cfg, base_app)
     results: dict[str, dict[str, float]] = {}
+    bases: dict[str, dict[str, float]] = {}
     apps = []
+
+    def paired(name: str, url: str, saturate: bool = True) -> None:
+        # Each variant against the baseline in the same moments: alternating serial requests
+        # and A B B A saturation windows (the machine's load drifts; order bias is gone).
+        base_lat, lat = _serial_pair(base_url, url, serial_n)
+        bases[name], results[name] = dict(base_lat), dict(lat)
+        if saturate:
+            bases[name]["rps"], results[name]["rps"] = _saturate_pair(base_url, url, sat_s)
+
     try:
-        results["model as own ingress"] = {**_serial(base_url, serial_n),
-                                           "rps": _saturate(base_url, sat_s)}
         for placement in ("in_process", "deployments"):
             app = variant(placement.replace("_", ""), placement)
             apps.append(app)
             url = deploy(cfg, app, TrafficSplit(weights={"1": 100}), actor="bench",
                          reason="bench", loader=LocalModelLoader(str(tmp)),
                          feature_lookup=lookup)
-            results[f"router {placement}"] = {**_serial(url, serial_n),
-                                              "rps": _saturate(url, sat_s)}
+            paired(f"router {placement}", url)
             if placement == "in_process":
                 set_traffic(cfg, app, TrafficSplit(weights={"1": 100, "2": 0}, shadow="2"),
                             actor="bench", reason="shadow bench",
                             faults={"2": {"delay_s": 1.0}})
-                results["router in_process + 1 s shadow"] = _serial(url, serial_n)
-        base = results["model as own ingress"]
-        print(f"{'variant':<34}{'p50 ms':>9}{'p99 ms':>9}{'rps':>8}{'p50×':>7}{'p99×':>7}"
+                paired("router in_process + 1 s shadow", url, saturate=False)
+            # One variant at a time on the serving pool (2 logical CPUs locally): the baseline
+            # sits there too now.
+            undeploy(cfg, app, actor="bench", reason="next variant")
+            apps.remove(app)
+        print("each variant against the model as its own ingress, measured alternately "
+              "(baseline numbers of that pairing in brackets)")
+        print(f"{'variant':<34}{'p50 ms':>16}{'p99 ms':>16}{'rps':>16}{'p50×':>7}{'p99×':>7}"
               f"{'rps×':>7}")
         for name, r in results.items():
-            rps = r.get("rps")
-            print(f"{name:<34}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-                  f"{(rps or float('nan')):>8.1f}{r['p50_ms'] / base['p50_ms']:>7.2f}"
-                  f"{r['p99_ms'] / base['p99_ms']:>7.2f}"
-                  f"{(rps or float('nan')) / base['rps']:>7.2f}")
-        off = results["router in_process"]["p99_ms"]
-        on = results["router in_process + 1 s shadow"]["p99_ms"]
-        print(f"shadow on/off primary p99: {on / off:.2f}× (goal ≤ 1.05×)")
+            b = bases[name]
+            rps, b_rps = r.get("rps", float("nan")), b.get("rps", float("nan"))
+            print(f"{name:<34}{r['p50_ms']:>7.2f} [{b['p50_ms']:>6.2f}]"
+                  f"{r['p99_ms']:>7.2f} [{b['p99_ms']:>6.2f}]{rps:>7.1f} [{b_rps:>6.1f}]"
+                  f"{r['p50_ms'] / b['p50_ms']:>7.2f}{r['p99_ms'] / b['p99_ms']:>7.2f}"
+                  f"{rps / b_rps:>7.2f}")
+        off, on = "router in_process", "router in_process + 1 s shadow"
+        raw = results[on]["p99_ms"] / results[off]["p99_ms"]
+        normed = (results[on]["p99_ms"] / bases[on]["p99_ms"]) / (
+            results[off]["p99_ms"] / bases[off]["p99_ms"])
+        print(f"shadow on/off primary p99: {raw:.2f}× raw, {normed:.2f}× against the baseline "
+              "measured alongside each (goal ≤ 1.05×)")
 
         # Steady load with a version swap and a killed router replica (2 replicas). Free the
         # serving pool first: the variants above hold its CPUs, and 2 more replicas would wait
