@@ -438,3 +438,25 @@ def test_an_llm_version_unlike_production_stops_at_the_text_gate(llm2, record_pr
     assert back["stage"] == "shadow" and "shadow_similarity" in back["why"]
     assert chats.failed == [] and set(chats.versions) == {"3"}
     assert llm_router_stats(cfg, app.name)["shadow"]["split"]["weights"] == {"3": 100.0}
+
+
+def test_llm_canary_errors_roll_back_through_the_controller(llm2, record_property) -> None:
+    """v4 is like production in shadow, then fails every live answer in canary-5: the
+    controller rolls it back on the error SLO, and the stable version answered every user."""
+    from mlplat.deployment import TrafficSplit
+    from mlplat.llm import build_tiny_llm, llm_router_stats, set_llm_traffic
+
+    cfg, app = llm2["cfg"], llm2["app"]
+    build_tiny_llm(llm2["spec"], llm2["root"] / "tiny-chat" / "4", seed=0)
+    set_llm_traffic(cfg, app.name, TrafficSplit(weights={"3": 100}), actor="ci", stable="3",
+                    reason="a canary that fails live", faults={"4": {"error_rate": 1.0,
+                                                                    "live_only": True}})
+    with _Chats(llm2["url"]) as chats:
+        rollout = _promote_and_wait(llm2, "4")
+    assert rollout["status"] == "rolled_back", rollout["history"]
+    back = next(h for h in rollout["history"] if h["event"] == "rolled_back")
+    record_property("why", back["why"])
+    assert back["stage"] == "canary-5" and "error rate" in back["why"], back
+    assert chats.failed == [] and "4" not in chats.versions  # the stable version answered
+    weights = llm_router_stats(cfg, app.name)["shadow"]["split"]["weights"]
+    assert weights == {"3": 100.0}

@@ -20,11 +20,15 @@ from mlplat.deployment._api import endpoint_url as endpoint_url
 from mlplat.deployment._api import router_stats as router_stats
 from mlplat.deployment._api import set_traffic as set_traffic
 from mlplat.deployment._api import undeploy as undeploy
+from mlplat.deployment._audit import audit_sink as audit_sink
 from mlplat.deployment._contract import ServingContract as ServingContract
 from mlplat.deployment._contract import contract_gate as contract_gate
 from mlplat.deployment._contract import load_contract as load_contract
 from mlplat.deployment._controller import CONTROLLER_ACTOR as CONTROLLER_ACTOR
+from mlplat.deployment._controller import ControllerPort as ControllerPort
 from mlplat.deployment._controller import PromotionController as PromotionController
+from mlplat.deployment._controller_actor import ControllerCommands as ControllerCommands
+from mlplat.deployment._controller_actor import ServePort as ServePort
 from mlplat.deployment._controller_actor import get_controller as get_controller
 from mlplat.deployment._controller_actor import post_alert as post_alert
 from mlplat.deployment._features import features_gate as features_gate
@@ -36,6 +40,7 @@ from mlplat.deployment._local import InMemoryFeatureLookup as InMemoryFeatureLoo
 from mlplat.deployment._local import LocalModel as LocalModel
 from mlplat.deployment._local import LocalModelLoader as LocalModelLoader
 from mlplat.deployment._local import save_local_model as save_local_model
+from mlplat.deployment._promotion import SHADOW_STAGE as SHADOW_STAGE
 from mlplat.deployment._promotion import PromotionStep as PromotionStep
 from mlplat.deployment._promotion import promotion_plan as promotion_plan
 from mlplat.deployment._promotion import run_promotion as run_promotion
@@ -68,6 +73,9 @@ from mlplat.deployment._webhook import verify_mlflow_webhook as verify_mlflow_we
 __all__ = [
     "CONTROLLER_ACTOR",
     "LATENCY_BUCKETS_MS",
+    "SHADOW_STAGE",
+    "ControllerCommands",
+    "ControllerPort",
     "DriftSampler",
     "ExperimentPlaneLoader",
     "FeatureLookup",
@@ -84,6 +92,7 @@ __all__ = [
     "RouterCore",
     "RouterTuning",
     "RouterUserConfig",
+    "ServePort",
     "ServedModel",
     "ServingContract",
     "ShadowComparison",
@@ -93,6 +102,7 @@ __all__ = [
     "VersionCounters",
     "VersionFault",
     "WindowStats",
+    "audit_sink",
     "breach",
     "bucket_of",
     "contract_gate",

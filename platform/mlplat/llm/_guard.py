@@ -25,8 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from mlplat.deployment import SloWindows, TrafficSplit, WindowStats
-from mlplat.deployment._controller_actor import ControllerCommands
+from mlplat.deployment import ControllerCommands, SloWindows, TrafficSplit, WindowStats
 from mlplat.llm._promotion import llm_breach
 
 if TYPE_CHECKING:
@@ -114,9 +113,20 @@ class LLMSloGuard:
         if seen is None:
             return {}
         now = self.clock()
-        start = max(now - self.window_s, seen[2])
-        return {v: self.windows.window(app, v, start, now)
+        return {v: self._window(app, v, now, since=seen[2])
                 for v in TrafficSplit.model_validate_json(seen[0]).weights}
+
+    def _window(self, app: str, version: str, now: float, since: float) -> WindowStats:
+        """The last window of ``version``, widened (a window at a time, never before the split
+        took effect) until its p99s rest on ``min_samples`` generations: a canary that gets a
+        trickle of traffic is judged too, not only one whose samples land in a single window."""
+        start = max(now - self.window_s, since)
+        stats = self.windows.window(app, version, start, now)
+        while (stats.requests < self.slo.min_samples and start > since
+               and now - start < self.windows.history_s):
+            start = max(start - self.window_s, since)
+            stats = self.windows.window(app, version, start, now)
+        return stats
 
     def tick(self) -> list[dict[str, Any]]:
         """Judge every app; roll back each breaching canary. Returns this tick's events."""
@@ -159,9 +169,12 @@ class LLMGuardActor(ControllerCommands):
 
     def __init__(self, cfg: PlatformConfig, name: str = GUARD_ACTOR, tick_s: float = 0.2) -> None:
         from mlplat.config import SqliteTracking
-        from mlplat.deployment._audit import audit_sink
-        from mlplat.deployment._controller import ControllerPort, PromotionController
-        from mlplat.deployment._store import PromotionStore
+        from mlplat.deployment import (
+            ControllerPort,
+            PromotionController,
+            PromotionStore,
+            audit_sink,
+        )
         from mlplat.llm._config import LLMAppConfig
         from mlplat.llm._promotion import LLMPort, llm_judge
 

@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlplat.contracts.v1 import GateResult, TrafficSplit
-from mlplat.deployment import WindowStats, breach
-from mlplat.deployment._promotion import SHADOW_STAGE
+from mlplat.deployment import SHADOW_STAGE, WindowStats, breach
 from mlplat.llm._router import ITL, TTFT
 
 if TYPE_CHECKING:
@@ -97,7 +96,7 @@ class LLMPort:
     """``ControllerPort`` for LLM apps: the router through ``set_llm_traffic``, files as gates."""
 
     def __init__(self, cfg: PlatformConfig) -> None:
-        from mlplat.deployment._controller_actor import ServePort
+        from mlplat.deployment import ServePort
 
         self.cfg = cfg
         self._registry = ServePort(cfg)  # aliases, staging poll, alerts: the same registry
@@ -205,6 +204,6 @@ class LLMPort:
 
     def alert(self, app: LLMAppConfig, severity: str, summary: str,
               labels: dict[str, str]) -> str:
-        from mlplat.deployment._controller_actor import post_alert
+        from mlplat.deployment import post_alert
 
         return post_alert(self.cfg, severity, summary, labels, app.team)

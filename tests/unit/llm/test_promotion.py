@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from mlplat.contracts.v1 import TrafficSplit
-from mlplat.deployment import PromotionController, PromotionStore
-from mlplat.deployment._slo import LATENCY_BUCKETS_MS
+from mlplat.deployment import LATENCY_BUCKETS_MS, PromotionController, PromotionStore
 from mlplat.llm._config import LLMAppConfig
 from mlplat.llm._guard import LLMSloGuard
 from mlplat.llm._promotion import LLMPort, combined_snapshot, llm_judge
@@ -182,3 +181,24 @@ def test_live_and_shadow_counters_add_up() -> None:
     assert json.loads(json.dumps(out)) == {
         "2": {"requests": 8, "errors": 1, "buckets": [3, 5], "extra": {"ttft": [4, 4]}},
         "3": {"requests": 1, "errors": 0, "buckets": [1, 0]}}
+
+
+def test_the_guard_judges_a_trickle_of_slow_canary_answers(platform_config) -> None:
+    """Six slow generations, one or two per evaluation window: no single window holds
+    ``min_samples``, the widened one does, and the canary is rolled back."""
+    rolled: list[str] = []
+    clock = Clock()
+    guard = LLMSloGuard(platform_config, lambda app, *a: rolled.append(app), clock=clock)
+    window = platform_config.active_profile().promotion_timing.evaluation_window_s
+    split = {"weights": {"1": 50, "2": 50}}
+    n = 0
+    guard.report("llm", "r", {"2": {"requests": 0, "errors": 0, "buckets": hist(0, 1.0)}},
+                 split, "1")
+    for step in range(4):
+        clock.now += window
+        n += 2 if step % 2 else 1
+        guard.report("llm", "r", {"2": {"requests": n, "errors": 0, "buckets": hist(n, 50.0),
+                                        "extra": {"ttft": hist(n, 5000.0)}}}, split, "1")
+        guard.tick()
+    assert n == 6 >= platform_config.slos.llm.min_samples
+    assert rolled == ["llm"]
