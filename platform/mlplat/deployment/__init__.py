@@ -67,6 +67,9 @@ from mlplat.deployment._types import ServedModel as ServedModel
 from mlplat.deployment._types import VersionFault as VersionFault
 from mlplat.deployment._validate import RequestError as RequestError
 from mlplat.deployment._validate import parse_predict_request as parse_predict_request
+from mlplat.deployment._version_apps import ensure_version_apps as ensure_version_apps
+from mlplat.deployment._version_apps import prune_version_apps as prune_version_apps
+from mlplat.deployment._version_apps import version_app_name as version_app_name
 from mlplat.deployment._webhook import sign as sign_webhook
 from mlplat.deployment._webhook import verify_mlflow_webhook as verify_mlflow_webhook
 
@@ -109,6 +112,7 @@ __all__ = [
     "current_split",
     "deploy",
     "endpoint_url",
+    "ensure_version_apps",
     "evaluate_gates",
     "features_gate",
     "first_release",
@@ -123,6 +127,7 @@ __all__ = [
     "promote",
     "promotion_plan",
     "promotion_status",
+    "prune_version_apps",
     "request_key",
     "rollback",
     "router_stats",
@@ -133,4 +138,5 @@ __all__ = [
     "sign_webhook",
     "undeploy",
     "verify_mlflow_webhook",
+    "version_app_name",
 ]

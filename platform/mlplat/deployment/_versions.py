@@ -9,7 +9,6 @@ application up by name when it reconfigures.
 
 import asyncio
 import random
-import time
 from typing import Any
 
 from ray import serve
@@ -18,19 +17,14 @@ from mlplat.apps import AppConfig
 from mlplat.cluster import pool_selector
 from mlplat.config import PlatformConfig
 from mlplat.deployment._types import ExperimentPlaneLoader, ModelLoader
+from mlplat.deployment._version_apps import (
+    ensure_version_apps,
+    prune_version_apps,
+    version_app_name,
+)
 from mlplat.errors import InfraError
 
 VERSION_DEPLOYMENT = "model"
-
-
-def version_app_name(app_name: str, version: str) -> str:
-    """Serve application name of one version of an app.
-
-    Example:
-        >>> version_app_name("fraud", "3")
-        'fraud--v3'
-    """
-    return f"{app_name}--v{version}"
 
 
 @serve.deployment(name=VERSION_DEPLOYMENT, logging_config={"enable_access_log": False})
@@ -110,47 +104,16 @@ def version_application(cfg: PlatformConfig, app: AppConfig, loader: ModelLoader
 
 def ensure_versions(cfg: PlatformConfig, app: AppConfig, loader: ModelLoader | None,
                     model: str, versions: set[str], deadline: float) -> list[str]:
-    """Deploy the version applications that are missing and wait until all serve.
-
-    Returns:
-        The versions that were newly deployed.
+    """Deploy the version applications of ``app`` that are missing and wait until all serve.
 
     Raises:
         InfraError: a version application failed or was not RUNNING by ``deadline``.
     """
-    existing = serve.status().applications
-    started = []
-    for version in sorted(versions):
-        name = version_app_name(app.name, version)
-        if name in existing and str(existing[name].status) not in ("DELETING",):
-            continue
-        serve._run(version_application(cfg, app, loader, model, version), name=name,
-                   route_prefix=None, _blocking=False)
-        started.append(version)
-    for version in sorted(versions):
-        name = version_app_name(app.name, version)
-        while True:
-            status = serve.status().applications.get(name)
-            value = str(getattr(status.status, "value", status.status)) if status else "NONE"
-            if value == "RUNNING":
-                break
-            if value == "DEPLOY_FAILED":
-                raise InfraError(f"version {version} of '{app.name}' failed to deploy: "
-                                 f"{status.message if status else ''}")
-            if time.monotonic() > deadline:
-                raise InfraError(f"version {version} of '{app.name}' was not RUNNING before the "
-                                 f"deadline (status {value}); check free CPU on pool "
-                                 f"'{app.serving.pool}'.")
-            time.sleep(0.1)
-    return started
+    return ensure_version_apps(
+        app.name, versions, lambda v: version_application(cfg, app, loader, model, v), deadline,
+        pool=app.serving.pool)
 
 
 def prune_versions(app: AppConfig, keep: set[str]) -> list[str]:
     """Delete version applications of ``app`` not in ``keep`` (non-blocking)."""
-    prefix = version_app_name(app.name, "")
-    dropped = []
-    for name in list(serve.status().applications):
-        if name.startswith(prefix) and name[len(prefix):] not in keep:
-            serve.delete(name, _blocking=False)
-            dropped.append(name[len(prefix):])
-    return dropped
+    return prune_version_apps(app.name, keep)

@@ -143,6 +143,8 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
             guard_actor = get_llm_guard(cfg, guard)
         serve.start(proxy_location="HeadOnly",
                     http_options={"host": "127.0.0.1", "port": cfg.local_cluster.serve_http_port})
+        # Versions in their own applications are up and warm before the router names them.
+        _ensure_versions(cfg, app, loader, app_name, split, deadline)
         serve._run(application, name=app_name, route_prefix=app.serving.route_prefix,
                    _blocking=False)
         _wait_running(app_name, deadline)
@@ -166,6 +168,24 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
     details["cost_meter"] = _register_cost(app_name, app)
     audit.append(actor, "llm.deploy", app_name, reason=reason, details=details)
     return llm_endpoint_url(cfg, app)
+
+
+def _split_versions(split: TrafficSplit) -> set[str]:
+    return set(split.weights) | ({split.shadow} if split.shadow else set())
+
+
+def _ensure_versions(cfg: PlatformConfig, app: LLMAppConfig, loader: LLMEngineLoader | None,
+                     app_name: str, split: TrafficSplit, deadline: float) -> list[str]:
+    """``placement: deployments``: start the version applications the split names (no-op
+    for ``in_process``)."""
+    if app.serving.placement != "deployments":
+        return []
+    from mlplat.deployment import ensure_version_apps
+    from mlplat.llm._remote import llm_version_application
+
+    return ensure_version_apps(app_name, _split_versions(split),
+                               lambda v: llm_version_application(cfg, app, loader, v),
+                               deadline, pool=app.serving.pool)
 
 
 def _register_cost(app_name: str, app: LLMAppConfig) -> str:
@@ -211,11 +231,14 @@ def undeploy_llm(cfg: PlatformConfig, app_name: str, *, actor: str, reason: str 
     """
     from ray import serve
 
+    from mlplat.deployment import prune_version_apps
     from mlplat.governance import AuditLog
 
     audit = AuditLog(cfg)
     serve.delete(app_name)
-    audit.append(actor, "llm.undeploy", app_name, reason=reason)
+    dropped = prune_version_apps(app_name, set())  # `placement: deployments` versions
+    audit.append(actor, "llm.undeploy", app_name, reason=reason,
+                 details={"versions_deleted": dropped})
 
 
 def _call(app_name: str, method: str, timeout_s: float, *args: Any) -> Any:
@@ -294,11 +317,19 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
                 "faults": (current.get("faults") or {}) if faults is None else faults})
         except ValidationError as exc:
             raise UserError(f"invalid traffic for LLM app '{app_name}': {exc}") from exc
+        info["versions_started"] = _ensure_versions(build["cfg"], build["app"], build["loader"],
+                                                    app_name, split, deadline)
         serve._run(llm_application(build["cfg"], build["app"], build["loader"],
                                    user_config=user_config, guard=build["guard"]),
                    name=app_name, route_prefix=build["app"].serving.route_prefix,
                    _blocking=False)
         _wait_split(app_name, split, deadline)
+        if build["app"].serving.placement == "deployments":
+            from mlplat.deployment import prune_version_apps
+
+            # Once every router replica runs the new split, versions it no longer names go.
+            _wait_running(app_name, deadline)
+            info["versions_deleted"] = prune_version_apps(app_name, _split_versions(split))
     except BaseException as exc:
         audit.append(actor, action, app_name, reason=reason,
                      details={**info, "error": f"{type(exc).__name__}: {exc}"}, outcome="failed")

@@ -62,6 +62,18 @@ class LLMServingConfig(StrictModel):
     num_replicas: int = Field(1, ge=1)
     num_cpus_per_replica: float = Field(0.5, gt=0)
     max_ongoing_requests: int = Field(8, ge=1, description="Per replica; excess requests queue in Serve.")
+    placement: Literal["in_process", "deployments"] = Field(
+        "in_process",
+        description="`in_process`: each router replica loads its versions (CPU models); "
+                    "`deployments`: each version is a Serve application of its own "
+                    "(`<app>--v<N>`, its own CPUs/GPUs) that the router streams from through "
+                    "a handle (GPU / large models).",
+    )
+    version_num_cpus: float = Field(
+        1.0, gt=0, description="CPUs of one version replica (`placement: deployments`).")
+    version_num_gpus: float = Field(
+        0.0, ge=0, description="GPUs of one version replica (`placement: deployments`); the "
+                               "transformers engine then runs on CUDA.")
 
 
 class TransformersEngineConfig(StrictModel):
@@ -77,6 +89,9 @@ class TransformersEngineConfig(StrictModel):
     max_concurrent_generations: int = Field(
         1, ge=1, description="Generations run at once per replica; the rest wait (queue time)."
     )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the weights run; `auto`: CUDA when the replica was given a "
+                            "GPU, else CPU.")
 
     @model_validator(mode="after")
     def _defaults_within_limit(self) -> TransformersEngineConfig:
@@ -183,6 +198,27 @@ class LLMAppConfig(StrictModel):
         """
         cfg.team(self.team)
         pool = cfg.pool(self.serving.pool)
+        if self.serving.version_num_gpus > 0:
+            if self.serving.placement != "deployments":
+                raise UserError(
+                    f"serving.version_num_gpus: {self.serving.version_num_gpus} GPUs go to "
+                    "version replicas, which exist only with `serving.placement: deployments`. "
+                    "Set the placement, or version_num_gpus: 0."
+                )
+            if self.serving.version_num_gpus > pool.gpus_per_node:
+                raise UserError(
+                    f"serving.version_num_gpus: {self.serving.version_num_gpus} GPUs per version "
+                    f"replica, but pool '{self.serving.pool}' nodes have {pool.gpus_per_node} "
+                    "(platform.yaml). Use a GPU pool such as 'serving-ondemand', or 0."
+                )
+        if self.engine == "vllm" and self.serving.placement == "deployments":
+            raise UserError(
+                "serving.placement: 'deployments' runs each version with mlplat's engine "
+                "interface, which has no vLLM adapter yet; `engine: vllm` serves one version "
+                "through Ray Serve LLM's own app. Use `placement: in_process` with vLLM, or "
+                "`engine: transformers` (which runs on the version replica's GPU) to get "
+                "canary, shadow and staged promotion."
+            )
         if self.engine == "vllm":
             assert self.vllm is not None  # guaranteed by _engine_section
             if pool.gpus_per_node == 0 or not pool.gpu_type:

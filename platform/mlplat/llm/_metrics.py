@@ -35,12 +35,18 @@ def replica_node_share(cfg: PlatformConfig, app: LLMAppConfig) -> float:
     """The share of one pool node a replica holds (billing unit: whole nodes).
 
     vLLM replicas are sized by GPUs (``tensor_parallel_size`` of ``gpus_per_node``); the
-    transformers engine by CPUs (``num_cpus_per_replica`` of ``cpus_per_node``).
+    transformers engine by CPUs (``num_cpus_per_replica`` of ``cpus_per_node``). With
+    ``placement: deployments`` a generation also holds one version replica: its CPUs or GPUs
+    (whichever is the larger share of a node) are added to the router's.
     """
-    pool = cfg.pool(app.serving.pool)
-    cpu_share = app.serving.num_cpus_per_replica / pool.cpus_per_node
+    serving = app.serving
+    pool = cfg.pool(serving.pool)
+    cpu_share = serving.num_cpus_per_replica / pool.cpus_per_node
     if app.engine == "vllm" and app.vllm is not None and pool.gpus_per_node:
         return max(cpu_share, app.vllm.tensor_parallel_size / pool.gpus_per_node)
+    if serving.placement == "deployments":
+        gpu_share = serving.version_num_gpus / pool.gpus_per_node if pool.gpus_per_node else 0.0
+        cpu_share += max(serving.version_num_cpus / pool.cpus_per_node, gpu_share)
     return min(1.0, cpu_share)
 
 

@@ -42,7 +42,13 @@ class LLMDeployment:
         self._cfg, self._app = cfg, app
         self._build = {"cfg": cfg, "app": app, "loader": loader, "guard": guard,
                        "build_id": build_id}
-        self._loader = loader or AppEngineLoader(cfg, app)
+        if app.serving.placement == "deployments":  # `loader` is the version replicas'
+            from mlplat.llm._remote import RemoteEngineLoader
+
+            self._loader: LLMEngineLoader = RemoteEngineLoader(
+                serve.get_replica_context().app_name)
+        else:
+            self._loader = loader or AppEngineLoader(cfg, app)
         self._router = LLMRouter(app.name)
         self._accounting = TokenAccounting()
         self._lock = asyncio.Lock()
@@ -93,7 +99,11 @@ class LLMDeployment:
         stable = self._router.cores[self._router.stable_version()]
         return {**stable.stats(), "errors": sum(c.errors for c in self._router.cores.values()),
                 "versions": sorted(self._router.cores, key=int),
-                "pid": os.getpid(), "started_at": self._started_at}
+                "pid": os.getpid(), "started_at": self._started_at,
+                "placement": self._app.serving.placement,
+                "served_by": {v: {"pid": getattr(c.engine, "remote_pid", os.getpid()),
+                                  "device": str(getattr(c.engine, "device", "cpu"))}
+                              for v, c in self._router.cores.items()}}
 
     @_http.get("/split")
     async def split_route(self) -> dict[str, Any]:

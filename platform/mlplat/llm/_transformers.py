@@ -29,6 +29,50 @@ REQUIRED_FILES = ("config.json", "tokenizer.json")
 _CONTEXT_TOKENS = 4
 
 
+def render_chat(tokenizer: Any, messages: Sequence[ChatMessage]) -> str:
+    """The prompt text of a chat: the tokenizer's chat template, ready for the answer."""
+    return str(tokenizer.apply_chat_template(
+        [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=False
+    ))
+
+
+def count_tokens(tokenizer: Any, text: str) -> int:
+    """Tokens of ``text`` as the model sees it (no special tokens added)."""
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def tokenizer_from_files(files: dict[str, bytes]) -> Any:
+    """A tokenizer rebuilt from ``TransformersEngine.tokenizer_files`` (no weights, no hub)."""
+    import tempfile
+
+    from transformers import PreTrainedTokenizerFast
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            (Path(tmp) / Path(name).name).write_bytes(data)
+        return PreTrainedTokenizerFast.from_pretrained(tmp, local_files_only=True)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU (Ray exposes only the replica's own), else
+    ``cpu``; ``cuda`` without a visible GPU is an error naming the setting.
+
+    Raises:
+        UserError: ``device: cuda`` but torch sees no GPU.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "transformers.device: 'cuda' but this process sees no GPU. Give the version "
+            "replicas GPUs (serving.placement: deployments, serving.version_num_gpus: 1) or "
+            "use device: auto."
+        )
+    return device
+
+
 class TransformersEngine:
     """``LLMEngine`` over a local folder saved by ``save_pretrained`` (weights + tokenizer).
 
@@ -74,6 +118,7 @@ class TransformersEngine:
         torch.set_num_threads(opts.torch_threads)
         tok = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
         lm = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
+        lm.to(resolve_device(opts.device))  # type: ignore[arg-type]  # transformers' stub
         lm.eval()
         return cls(lm, tok, model_name=model, version=version, options=opts)
 
@@ -95,13 +140,25 @@ class TransformersEngine:
     def options(self) -> TransformersEngineConfig:
         return self._options
 
+    @property
+    def device(self) -> str:
+        """Where the weights are (``cpu``, ``cuda:0``)."""
+        return str(self._lm.device)
+
+    def tokenizer_files(self) -> dict[str, bytes]:
+        """The tokenizer as the files ``save_pretrained`` writes: what a router in another
+        process needs to render chats and count tokens for this version without its weights."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self._tok.save_pretrained(tmp)
+            return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        return str(self._tok.apply_chat_template(
-            [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=False
-        ))
+        return render_chat(self._tok, messages)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tok(text, add_special_tokens=False)["input_ids"])
+        return count_tokens(self._tok, text)
 
     async def stream(self, prompt: str, params: SamplingParams,
                      stats: GenerationStats, *, prompt_field: str = "prompt"
@@ -208,7 +265,8 @@ class TransformersEngine:
 
         class _Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
+                                  device=input_ids.device)  # on the GPU with the ids
 
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
@@ -220,6 +278,7 @@ class TransformersEngine:
                 if params.seed is not None:
                     with self._seed_lock:
                         torch.manual_seed(params.seed)
+                ids = ids.to(self._lm.device)
                 self._lm.generate(
                     ids,
                     attention_mask=torch.ones_like(ids),
