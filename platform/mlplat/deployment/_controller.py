@@ -112,6 +112,8 @@ class PromotionController:
         self._started_at = clock()
         self._next_poll = 0.0
         self._verified: set[int] = set()
+        # app → (rollout id, stage index, counted until, candidate requests in the stage).
+        self._stage_served: dict[str, tuple[int, int, float, int]] = {}
         self._lock = threading.RLock()
         # Versions rolled back, per app: router replicas learn them from the reply to their
         # next SLO report and stop answering with them at once, before the split change (a
@@ -340,6 +342,24 @@ class PromotionController:
         """A webhook announced ``staging`` → ``version``: do not start it again on poll."""
         self.store.set_staging_seen(app_name, version, self.clock())
 
+    def _count_served(self, r: Rollout, now: float) -> int:
+        """Requests the candidate served in the current stage: the evidence a stage needs.
+
+        Counted tick by tick, each interval well inside the SLO history, so a stage that
+        lasts longer than that history (prod: 900 s steps, 240 s kept) is credited with its
+        own requests only, not with what its replicas counted in earlier stages. After a
+        controller restart the count starts at this process's first observation: less
+        evidence, never more.
+        """
+        assert r.stage_started_at is not None
+        rid, idx, since, served = self._stage_served.get(r.app, (-1, -1, 0.0, 0))
+        if (rid, idx) != (r.id, r.stage_idx):
+            since, served = max(r.stage_started_at, self._started_at), 0
+        served += self.slo.window(r.app, r.candidate, since, now,
+                                  unseen_from_zero=False).requests
+        self._stage_served[r.app] = (r.id, r.stage_idx, now, served)  # one rollout per app
+        return served
+
     def _stage_name(self, r: Rollout) -> str:
         plan = promotion_plan(self.cfg, r.baseline, r.candidate)
         return plan[min(r.stage_idx, len(plan) - 1)].stage
@@ -363,6 +383,7 @@ class PromotionController:
             self._rollback(r, why=f"SLO breach of v{r.candidate} in {step.stage}: {why}",
                            actor="promotion-controller", stats=stats)
             return
+        served = self._count_served(r, now)
         hold = 0.0 if (step.stage == SHADOW_STAGE and r.override_by) else step.hold_s
         held = now - r.stage_started_at
         # After a restart, judge only on a window this process has observed itself.
@@ -371,7 +392,6 @@ class PromotionController:
             return
         # No evidence, no pass: at 5 % of a quiet app's traffic a window can hold no canary
         # request at all, and an empty window breaches nothing.
-        served = self.slo.window(r.app, r.candidate, r.stage_started_at, now).requests
         if served < policy.min_stage_requests:
             if not r.history or r.history[-1].get("event") != "waiting_for_traffic":
                 r.history.append({"t": now, "event": "waiting_for_traffic", "stage": step.stage,

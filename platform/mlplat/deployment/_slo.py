@@ -134,11 +134,15 @@ class SloWindows:
             for key in [k for k, s in self._series.items() if s and s[-1][0] < now - self.history_s]:
                 del self._series[key]  # a replica that stopped reporting (gone)
 
-    def window(self, app: str, version: str, start: float, now: float) -> WindowStats:
+    def window(self, app: str, version: str, start: float, now: float, *,
+               unseen_from_zero: bool = True) -> WindowStats:
         """Version ``version`` of ``app`` between ``start`` and ``now``, summed over replicas.
 
-        Per replica: the last snapshot at or before ``start`` is the baseline (a replica first
-        seen after ``start`` counts from zero), the latest snapshot the end.
+        Per replica: the last snapshot at or before ``start`` is the baseline, the latest
+        snapshot the end. A replica without a snapshot that old (first seen after ``start``,
+        or ``start`` is older than the history) counts from zero — or, with
+        ``unseen_from_zero=False``, from its oldest kept snapshot: never more than it served
+        since ``start``, which is what evidence needs.
         """
         requests = errors = 0
         buckets = [0] * len(LATENCY_BUCKETS_MS)
@@ -156,6 +160,8 @@ class SloWindows:
                         base = snap.get(version)
                     else:
                         break
+                if series[0][0] > start and not unseen_from_zero:
+                    base = series[0][1].get(version)
                 b_req = base["requests"] if base else 0
                 b_err = base["errors"] if base else 0
                 b_buckets = base["buckets"] if base else [0] * len(LATENCY_BUCKETS_MS)

@@ -253,3 +253,50 @@ def test_rolled_back_version_is_blocked_in_report_replies_until_promoted_again(w
     assert told["replica_told_at"] >= told["since"]
     c.start("fraud", "2", actor="alice", reason="fixed")
     assert c.report("fraud", "replica-a", {"2": snap(0, 0)}) == []
+
+
+def test_stage_evidence_is_this_stages_when_a_stage_outlasts_the_slo_history(
+        platform_config, fraud_app, tmp_path) -> None:
+    """Prod timing: 900 s canary steps, 60 s windows, so the controller keeps 240 s of
+    snapshots. A canary stage with no traffic of its own must wait, not pass on the requests
+    its replica counted in earlier stages."""
+    name = platform_config.active_profile_name()
+    prod = platform_config.profiles["prod"].promotion_timing
+    cfg = platform_config.model_copy(update={"profiles": {
+        **platform_config.profiles,
+        name: platform_config.profiles[name].model_copy(update={"promotion_timing": prod})}})
+    clock, port = Clock(), Port(fraud_app)
+    c = PromotionController(cfg, PromotionStore(tmp_path / "p.db"), port,
+                            lambda *a, **k: None, clock=clock)
+    c.register_app(fraud_app, "fraud", production="1")
+    assert c.slo.history_s < prod.canary_step_s  # the premise
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    c.tick()
+    c.override("fraud", "carol", "INC-7: skip the day-long shadow")
+    total = 0
+
+    def serve(seconds: float, per_push: int) -> None:
+        nonlocal total
+        end = clock.now + seconds
+        while clock.now < end:
+            clock.now += 30
+            total += per_push
+            c.report("fraud", "replica-a", {"2": snap(total, 0)})
+            c.tick()
+
+    def stage() -> str:
+        return str(c.status("fraud")["rollout"]["stage"])
+
+    for _ in range(200):  # the override ends the shadow; canary-5 sees healthy traffic
+        if stage() == "canary-25":
+            break
+        serve(30, 35)
+    assert stage() == "canary-25" and total >= 10 * cfg.promotion.min_stage_requests
+    serve(3 * prod.canary_step_s, 0)  # three step lengths without one canary request
+    rollout = c.status("fraud")["rollout"]
+    assert rollout["stage"] == "canary-25" and rollout["status"] == "running", [
+        h for h in rollout["history"] if h["event"] in ("stage_passed", "waiting_for_traffic")]
+    waiting = [h for h in rollout["history"] if h["event"] == "waiting_for_traffic"]
+    assert waiting and waiting[-1]["served"] == 0
+    serve(prod.canary_step_s, 35)  # traffic comes back: the stage passes on its own evidence
+    assert stage() == "canary-50"
