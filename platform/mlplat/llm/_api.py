@@ -336,7 +336,26 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
         raise
     info["in_force_s"] = round(cfg.slos.deployment.rollback_after_breach_s
                                - (deadline - time.monotonic()), 3)
+    if action == "llm.set_traffic" and build["guard"]:
+        info["unblocked"] = _unblock(build["guard"], app_name, split)
     audit.append(actor, action, app_name, reason=reason, details=info)
+
+
+def _unblock(guard: str, app_name: str, split: TrafficSplit) -> str:
+    """A hand-set split that gives a rolled-back version traffic again lifts its block (the
+    guard's replies would otherwise keep diverting it). Never fails the change."""
+    import ray
+
+    from mlplat.cluster import PLATFORM_NAMESPACE
+
+    try:
+        actor = ray.get_actor(guard, namespace=PLATFORM_NAMESPACE)
+        live = {v for v, w in split.weights.items() if w > 0} | (
+            {split.shadow} if split.shadow else set())
+        ray.get(actor.unblock.remote(app_name, sorted(live)), timeout=10)
+    except Exception as exc:
+        return f"not told: {type(exc).__name__}"
+    return "told"
 
 
 def llm_router_stats(cfg: PlatformConfig, app_name: str) -> dict[str, Any]:

@@ -75,6 +75,7 @@ class LLMSloGuard:
         self._lock = threading.Lock()
         # app → (split json, stable, first seen at): a new split restarts its windows
         self._splits: dict[str, tuple[str, str, float]] = {}
+        self._rolling_back: dict[str, set[str]] = {}
         self.events: list[dict[str, Any]] = []
 
     def report(self, app: str, replica: str, snapshot: dict[str, Any],
@@ -87,6 +88,13 @@ class LLMSloGuard:
             if seen is None or seen[0] != key or seen[1] != stable:
                 self._splits[app] = (key, stable, now)
         self.windows.report(app, replica, snapshot, now)
+
+    def blocked(self, app: str) -> list[str]:
+        """Versions of ``app`` whose rollback is under way: replicas learn them from the reply
+        to their next push and stop answering with them before the split change reaches
+        them."""
+        with self._lock:
+            return sorted(self._rolling_back.get(app, ()))
 
     def judge(self, app: str) -> list[tuple[str, str, WindowStats]]:
         """``(version, why, window)`` for every breaching canary of ``app`` now."""
@@ -144,6 +152,8 @@ class LLMSloGuard:
                                          "to": new.model_dump(mode="json"),
                                          "why": f"SLO breach of v{version}: {why}",
                                          "window": stats.as_dict()}
+                with self._lock:
+                    self._rolling_back.setdefault(app, set()).add(version)
                 try:
                     self._rollback(app, new, event["why"], stats)
                 except Exception as exc:  # retried on the next tick while the breach holds
@@ -151,6 +161,9 @@ class LLMSloGuard:
                 else:
                     with self._lock:  # the new split is in force: judge it afresh
                         self._splits[app] = (new.model_dump_json(), stable, self.clock())
+                finally:  # in force (weight 0), or failed: the block has done its part
+                    with self._lock:
+                        self._rolling_back.get(app, set()).discard(version)
                 event["done_at"] = self.clock()
                 events.append(event)
         self.events.extend(events)
@@ -182,7 +195,12 @@ class LLMGuardActor(ControllerCommands):
         self._name = name
         # LLMPort's methods take the LLMAppConfig the controller builds from app_type, where
         # ControllerPort (written for tabular apps) says AppConfig.
-        port = cast("ControllerPort", LLMPort(cfg))
+        from mlplat.llm._promotion import ShadowFleet
+
+        self._shadow = ShadowFleet(history_s=max(60.0, 4 * cfg.active_profile()
+                                                 .promotion_timing.evaluation_window_s))
+        port = cast("ControllerPort", LLMPort(cfg, shadow_comparisons=lambda app: (
+            self._shadow.comparisons(app, time.time()))))
         self._controller = PromotionController(
             cfg, PromotionStore(str(cfg.local_path(f"deployment/{name}.db"))), port,
             audit_sink(cfg), judge=llm_judge(cfg), app_type=LLMAppConfig,
@@ -213,14 +231,32 @@ class LLMGuardActor(ControllerCommands):
             self._stop.wait(self._tick_s)
 
     def report(self, app: str, replica: str, snapshot: dict[str, Any], split: dict[str, Any],
-               stable: str, combined: dict[str, Any] | None = None) -> list[str]:
-        """Live counters for the guard; live + shadow (``combined``) for the controller."""
+               stable: str, combined: dict[str, Any] | None = None,
+               shadow: dict[str, dict[str, float]] | None = None) -> list[str]:
+        """Live counters for the guard; live + shadow (``combined``) for the controller; the
+        replica's shadow comparison totals (``shadow``) for the text gate.
+
+        Returns:
+            The versions of ``app`` the replica must stop answering with now (rolled back by
+            the controller, or by the guard while its split change is under way).
+        """
         self._guard.report(app, replica, snapshot, split, stable)
-        return self._controller.report(app, replica, combined or snapshot)
+        if shadow is not None:
+            self._shadow.report(app, replica, shadow, time.time())
+        blocked = self._controller.report(app, replica, combined or snapshot)
+        return sorted(set(blocked) | set(self._guard.blocked(app)))
+
+    def unblock(self, app: str, versions: list[str]) -> None:
+        """Weights set by hand give ``versions`` traffic again: stop diverting them."""
+        self._controller.unblock(app, versions)
 
     def events(self) -> list[dict[str, Any]]:
         """The rollbacks done (or tried: ``error``) since the actor started."""
         return list(self._guard.events)
+
+    def shadow_comparisons(self, app: str) -> dict[str, Any]:
+        """The fleet's shadow comparisons of ``app``: what the text gate judges."""
+        return self._shadow.comparisons(app, time.time())
 
     def windows(self, app: str) -> dict[str, Any]:
         """Each version's current window as the guard sees it."""

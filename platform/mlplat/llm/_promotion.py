@@ -24,6 +24,8 @@ Example:
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,14 +94,73 @@ def combined_snapshot(live: dict[str, Any], shadow: dict[str, Any]) -> dict[str,
     return out
 
 
-class LLMPort:
-    """``ControllerPort`` for LLM apps: the router through ``set_llm_traffic``, files as gates."""
+class ShadowFleet:
+    """Every router replica's shadow comparison totals, added up: what the text gate judges.
 
-    def __init__(self, cfg: PlatformConfig) -> None:
+    Replicas push their raw totals (``LLMRouter.shadow_sums``) with their SLO counters; a
+    replica silent for ``history_s`` is dropped (gone).
+
+    Example:
+        >>> fleet = ShadowFleet(history_s=60)
+        >>> fleet.report("llm", "r1", {"1->2": {"comparisons": 10, "exact": 5,
+        ...                                      "sum_similarity": 9.0}}, now=0.0)
+        >>> fleet.report("llm", "r2", {"1->2": {"comparisons": 30, "exact": 0,
+        ...                                      "sum_similarity": 3.0}}, now=1.0)
+        >>> fleet.comparisons("llm", now=2.0)["1->2"]["mean_similarity"]
+        0.3
+    """
+
+    def __init__(self, history_s: float) -> None:
+        self.history_s = history_s
+        self._lock = threading.Lock()
+        self._by_replica: dict[tuple[str, str], tuple[float, dict[str, dict[str, float]]]] = {}
+
+    def report(self, app: str, replica: str, sums: dict[str, dict[str, float]],
+               now: float) -> None:
+        with self._lock:
+            self._by_replica[(app, replica)] = (now, sums)
+
+    def comparisons(self, app: str, now: float) -> dict[str, dict[str, Any]]:
+        """Per ``live->shadow`` pair: comparisons, exact-match rate, mean similarity, and how
+        many replicas contributed."""
+        totals: dict[str, dict[str, float]] = {}
+        with self._lock:
+            for key in [k for k, (t, _) in self._by_replica.items() if t < now - self.history_s]:
+                del self._by_replica[key]
+            for (a, _replica), (_, sums) in self._by_replica.items():
+                if a != app:
+                    continue
+                for pair, s in sums.items():
+                    into = totals.setdefault(pair, {"comparisons": 0, "exact": 0,
+                                                    "sum_similarity": 0.0, "replicas": 0})
+                    for k in ("comparisons", "exact", "sum_similarity"):
+                        into[k] += s.get(k, 0)
+                    into["replicas"] += 1
+        return {pair: {"comparisons": int(t["comparisons"]),
+                       "exact_match_rate": t["exact"] / t["comparisons"] if t["comparisons"]
+                       else None,
+                       "mean_similarity": round(t["sum_similarity"] / t["comparisons"], 6)
+                       if t["comparisons"] else None,
+                       "replicas": int(t["replicas"])}
+                for pair, t in totals.items()}
+
+
+class LLMPort:
+    """``ControllerPort`` for LLM apps: the router through ``set_llm_traffic``, files as gates.
+
+    Args:
+        cfg: Platform config.
+        shadow_comparisons: ``app -> {pair: comparison}`` over every router replica (the
+            guard's ``ShadowFleet``); None asks one replica through the app's handle.
+    """
+
+    def __init__(self, cfg: PlatformConfig,
+                 shadow_comparisons: Callable[[str], dict[str, Any]] | None = None) -> None:
         from mlplat.deployment import ServePort
 
         self.cfg = cfg
         self._registry = ServePort(cfg)  # aliases, staging poll, alerts: the same registry
+        self._shadow_comparisons = shadow_comparisons
 
     def apply_split(self, app: LLMAppConfig, split: TrafficSplit, *, stable: str | None,
                     actor: str, reason: str) -> None:
@@ -176,13 +237,17 @@ class LLMPort:
             return GateResult(name="shadow_similarity", passed=False,
                               detail=f"no shadow comparison of v{baseline} and v{candidate}")
         passed = mean >= bound
+        n_rep = pair.get("replicas")
+        replicas = f" from {n_rep} replica{'' if n_rep == 1 else 's'}" if n_rep else ""
         return GateResult(
             name="shadow_similarity", passed=passed,
             detail=f"mean similarity {mean:.3f} {'≥' if passed else '<'} {bound:g} over {n} "
-            f"shadow answers (exact match {pair.get('exact_match_rate', 0):.2f}; platform.yaml "
-            "slos.llm.min_shadow_similarity)")
+            f"shadow answers{replicas} (exact match {pair.get('exact_match_rate') or 0:.2f}; "
+            "platform.yaml slos.llm.min_shadow_similarity)")
 
     def _shadow_report(self, app: LLMAppConfig) -> dict[str, Any]:
+        if self._shadow_comparisons is not None:
+            return {"comparisons": self._shadow_comparisons(app.name)}
         from mlplat.llm._api import llm_shadow_report
 
         return llm_shadow_report(self.cfg, app.name)

@@ -134,6 +134,11 @@ class ShadowTextTotals:
         self.sum_abs_token_delta += abs(c.token_delta)
         self.sum_similarity += c.similarity
 
+    def sums(self) -> dict[str, float]:
+        """The raw totals (what replicas push, so a fleet's comparisons add up exactly)."""
+        return {"comparisons": self.comparisons, "exact": self.exact,
+                "sum_similarity": self.sum_similarity}
+
     def as_dict(self) -> dict[str, Any]:
         n = self.comparisons
         return {"comparisons": n,
@@ -183,6 +188,8 @@ class LLMRouter:
         self.requests: Counter[str] = Counter()
         self.keys: Counter[str] = Counter()
         self.fallbacks: Counter[str] = Counter()
+        self.blocked: frozenset[str] = frozenset()
+        self.diverted: Counter[str] = Counter()
         self.slo: dict[str, VersionCounters] = {}
         self.shadow_slo: dict[str, VersionCounters] = {}
         self.shadow_totals: dict[tuple[str, str], ShadowTextTotals] = {}
@@ -235,6 +242,11 @@ class LLMRouter:
             return self.config.stable
         return max(sorted(weights, key=int), key=lambda v: weights[v])
 
+    def set_blocked(self, versions: Any) -> None:
+        """Versions being rolled back (the guard's reply to an SLO push): their requests go to
+        the stable version from now on, ahead of the split change reaching this replica."""
+        self.blocked = frozenset(str(v) for v in versions or ())
+
     def fault_for(self, version: str) -> VersionFault | None:
         return self.config.faults.get(version) if self.config else None
 
@@ -255,6 +267,11 @@ class LLMRouter:
         key, source = request_key(body, headers)
         self.keys[source] += 1
         version = self.picker.choose(key)
+        if version in self.blocked:  # rolled back; the new split is on its way
+            stable = self.stable_version()
+            if stable not in self.blocked:
+                self.diverted[version] += 1
+                version = stable
         fault = self.fault_for(version)
         delay_s = 0.0
         if fault is not None:
@@ -381,6 +398,10 @@ class LLMRouter:
         return combined_snapshot(self.slo_snapshot(),
                                  {v: c.snapshot() for v, c in self.shadow_slo.items()})
 
+    def shadow_sums(self) -> dict[str, dict[str, float]]:
+        """Raw shadow comparison totals per ``live->shadow`` pair (pushed to the guard)."""
+        return {f"{a}->{b}": t.sums() for (a, b), t in self.shadow_totals.items()}
+
     def shadow_report(self) -> dict[str, Any]:
         """Shadow comparisons per (live → shadow) pair, per-version SLO windows and drops."""
         def summary(counters: dict[str, VersionCounters]) -> dict[str, Any]:
@@ -400,7 +421,8 @@ class LLMRouter:
 
     def stats(self) -> dict[str, Any]:
         return {"requests_by_version": dict(self.requests), "keys": dict(self.keys),
-                "fallbacks": dict(self.fallbacks), "stable": self.stable_version()
+                "fallbacks": dict(self.fallbacks), "blocked": sorted(self.blocked),
+                "diverted": dict(self.diverted), "stable": self.stable_version()
                 if self.config else None, "shadow": self.shadow_report()}
 
 

@@ -155,10 +155,15 @@ class LLMDeployment:
             try:
                 if guard is None:
                     guard = await asyncio.to_thread(ray.get_actor, name, PLATFORM_NAMESPACE)
-                guard.report.remote(self._app.name, replica, snapshot,
-                                    self._router.picker.split.model_dump(mode="json"),
-                                    self._router.stable_version(),
-                                    self._router.promotion_snapshot())
+                blocked = await asyncio.wait_for(
+                    guard.report.remote(self._app.name, replica, snapshot,
+                                        self._router.picker.split.model_dump(mode="json"),
+                                        self._router.stable_version(),
+                                        self._router.promotion_snapshot(),
+                                        self._router.shadow_sums()),
+                    timeout=max(2.0, 4 * (config.tuning.slo_report_interval_s
+                                          if config else 0.5)))
+                self._router.set_blocked(blocked)
             except Exception:  # guard absent or restarting: the next push carries the totals
                 guard = None
 

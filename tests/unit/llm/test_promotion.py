@@ -202,3 +202,30 @@ def test_the_guard_judges_a_trickle_of_slow_canary_answers(platform_config) -> N
         guard.tick()
     assert n == 6 >= platform_config.slos.llm.min_samples
     assert rolled == ["llm"]
+
+
+def test_the_text_gate_judges_every_replicas_shadow_answers(platform_config, llm_app) -> None:
+    """One replica's comparisons alike, the other's not: the gate judges their sum, not
+    whichever replica a call happens to reach."""
+    from mlplat.llm._promotion import LLMPort, ShadowFleet
+    from mlplat.llm._router import ShadowTextTotals, compare_texts
+
+    def sums(similar: int, unlike: int) -> dict[str, dict[str, float]]:
+        totals = ShadowTextTotals()
+        for _ in range(similar):
+            totals.add(compare_texts("1", "the canary", 2, "2", "the canary", 2))
+        for _ in range(unlike):
+            totals.add(compare_texts("1", "the canary", 2, "2", "quota drift", 2))
+        return {"1->2": totals.sums()}
+
+    fleet = ShadowFleet(history_s=60)
+    port = LLMPort(platform_config, shadow_comparisons=lambda app: fleet.comparisons(app, 5.0))
+    fleet.report(llm_app.name, "replica-a", sums(10, 0), now=1.0)
+    alone = port.stage_gate(llm_app, "1", "2", "shadow")
+    assert alone is not None and alone.passed  # what replica-a alone would say
+    fleet.report(llm_app.name, "replica-b", sums(0, 30), now=2.0)
+    gate = port.stage_gate(llm_app, "1", "2", "shadow")
+    assert gate is not None and not gate.passed
+    assert "mean similarity 0.250 < 0.5 over 40 shadow answers from 2 replicas" in gate.detail
+    # A replica that stopped reporting (gone) no longer counts.
+    assert fleet.comparisons(llm_app.name, now=70.0) == {}

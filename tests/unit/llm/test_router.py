@@ -252,3 +252,47 @@ def test_shadow_of_identical_weights_matches_exactly(platform_config, llm_app) -
     assert pair["comparisons"] == 4
     assert pair["exact_match_rate"] == 1.0 and pair["mean_similarity"] == 1.0
     assert pair["mean_abs_token_delta"] == 0
+
+
+def test_a_blocked_version_is_answered_by_stable_before_the_split_changes(
+        platform_config, llm_app) -> None:
+    """The guard's reply to a push names the versions being rolled back: the replica stops
+    answering with them at once, while its split still gives them weight."""
+    router = _router(platform_config, llm_app, _cfg({"1": 50, "2": 50}, stable="1"))
+    canary_key = _key_for(SplitPicker(TrafficSplit(weights={"1": 50, "2": 50})), "2")
+
+    async def ask() -> str:
+        status, body, _, version = await router.handle(
+            json.dumps(CHAT).encode(), ChatCompletionRequest, {"x-conversation-id": canary_key})
+        assert status == 200 and body is not None
+        return version
+
+    assert asyncio.run(ask()) == "2"
+    router.set_blocked(["2"])
+    assert [asyncio.run(ask()) for _ in range(3)] == ["1", "1", "1"]
+    assert router.diverted["2"] == 3 and router.stats()["blocked"] == ["2"]
+    router.set_blocked([])  # weights set by hand again: v2 answers its users
+    assert asyncio.run(ask()) == "2"
+
+
+def test_guard_blocks_the_canary_while_its_rollback_is_under_way(platform_config) -> None:
+    from mlplat.llm._guard import LLMSloGuard
+
+    slo = platform_config.slos.llm
+    clock = FakeClock()
+    during: list[list[str]] = []
+    guard: LLMSloGuard = LLMSloGuard(
+        platform_config, lambda app, split, why, st: during.append(guard.blocked(app)),
+        clock=clock)
+    split = {"weights": {"1": 50, "2": 50}, "shadow": None}
+    fast, slow = VersionCounters(), VersionCounters()
+    guard.report("llm", "r1", {"1": fast.snapshot(), "2": slow.snapshot()}, split, "1")
+    clock.t += 0.5
+    for _ in range(slo.min_samples):
+        slow.observe(3000, ok=True)
+        slow.observe_ms("ttft", slo.ttft_p99_ms * 2)
+    guard.report("llm", "r1", {"1": fast.snapshot(), "2": slow.snapshot()}, split, "1")
+    assert guard.blocked("llm") == []
+    assert [e["version"] for e in guard.tick()] == ["2"]
+    assert during == [["2"]]  # replicas pushing during the split change were told
+    assert guard.blocked("llm") == []  # in force: weight 0 does the rest
