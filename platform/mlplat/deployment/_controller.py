@@ -94,7 +94,7 @@ class PromotionController:
     def __init__(self, cfg: PlatformConfig, store: PromotionStore, port: ControllerPort,
                  audit: AuditSink, *, clock: Callable[[], float] = time.time,
                  poll_registry: bool = True, judge: Judge | None = None,
-                 app_type: Any = None) -> None:
+                 app_type: Any = None, min_window_requests: int = 0) -> None:
         self.cfg = cfg
         self.store = store
         self.port = port
@@ -109,6 +109,9 @@ class PromotionController:
         self._judge: Judge = judge or (lambda stats: breach(
             stats, policy.rollback_max_error_rate, policy.rollback_max_p99_ms))
         self._app_type = app_type  # the app config class (default: the tabular AppConfig)
+        # > 0: a stage's window widens (never before the stage began) until it holds this many
+        # candidate requests, so a low-traffic canary's latency is judged too (LLM apps).
+        self._min_window_requests = min_window_requests
         self._started_at = clock()
         self._next_poll = 0.0
         self._verified: set[int] = set()
@@ -375,8 +378,8 @@ class PromotionController:
             return
         self._verified.add(r.id)
         assert r.stage_started_at is not None
-        start = max(now - self.window_s, r.stage_started_at)
-        stats = self.slo.window(r.app, r.candidate, start, now)
+        stats = self.slo.widened(r.app, r.candidate, now, self.window_s, r.stage_started_at,
+                                 self._min_window_requests)
         policy = self.cfg.promotion
         why = self._judge(stats)
         if why:

@@ -176,6 +176,20 @@ class SloWindows:
                            extra_samples={k: sum(v) for k, v in extra.items()})
 
 
+    def widened(self, app: str, version: str, now: float, window_s: float, since: float,
+                min_requests: int) -> WindowStats:
+        """The last ``window_s`` of ``version``, widened a window at a time — never back
+        before ``since`` (the split took effect), never past the history — until it holds
+        ``min_requests``: a version with a trickle of traffic is judged too, not only one
+        whose requests land in a single window."""
+        start = max(now - window_s, since)
+        stats = self.window(app, version, start, now)
+        while stats.requests < min_requests and start > since and now - start < self.history_s:
+            start = max(start - window_s, since)
+            stats = self.window(app, version, start, now)
+        return stats
+
+
 def _add_diff(into: list[int], end: list[int], base: list[int] | None) -> None:
     for i, e in enumerate(end):
         into[i] += max(0, e - (base[i] if base else 0))

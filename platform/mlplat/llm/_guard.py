@@ -121,20 +121,10 @@ class LLMSloGuard:
         if seen is None:
             return {}
         now = self.clock()
-        return {v: self._window(app, v, now, since=seen[2])
+        # Widened until its p99s rest on min_samples generations (a trickle is judged too).
+        return {v: self.windows.widened(app, v, now, self.window_s, seen[2],
+                                        self.slo.min_samples)
                 for v in TrafficSplit.model_validate_json(seen[0]).weights}
-
-    def _window(self, app: str, version: str, now: float, since: float) -> WindowStats:
-        """The last window of ``version``, widened (a window at a time, never before the split
-        took effect) until its p99s rest on ``min_samples`` generations: a canary that gets a
-        trickle of traffic is judged too, not only one whose samples land in a single window."""
-        start = max(now - self.window_s, since)
-        stats = self.windows.window(app, version, start, now)
-        while (stats.requests < self.slo.min_samples and start > since
-               and now - start < self.windows.history_s):
-            start = max(start - self.window_s, since)
-            stats = self.windows.window(app, version, start, now)
-        return stats
 
     def tick(self) -> list[dict[str, Any]]:
         """Judge every app; roll back each breaching canary. Returns this tick's events."""
@@ -204,6 +194,7 @@ class LLMGuardActor(ControllerCommands):
         self._controller = PromotionController(
             cfg, PromotionStore(str(cfg.local_path(f"deployment/{name}.db"))), port,
             audit_sink(cfg), judge=llm_judge(cfg), app_type=LLMAppConfig,
+            min_window_requests=cfg.slos.llm.min_samples,
             poll_registry=isinstance(cfg.active_profile().tracking, SqliteTracking))
         self._guard = LLMSloGuard(cfg, self._apply, promoting=self._promoting)
         self._tick_s = tick_s

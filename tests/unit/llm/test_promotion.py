@@ -229,3 +229,42 @@ def test_the_text_gate_judges_every_replicas_shadow_answers(platform_config, llm
     assert "mean similarity 0.250 < 0.5 over 40 shadow answers from 2 replicas" in gate.detail
     # A replica that stopped reporting (gone) no longer counts.
     assert fleet.comparisons(llm_app.name, now=70.0) == {}
+
+
+def test_the_controller_judges_a_trickle_of_slow_canary_answers(
+        platform_config, llm_app, tmp_path) -> None:
+    """In canary-5 a quiet LLM app sends the candidate one or two generations per window, each
+    with a slow first token. No single window holds ``min_samples``; the controller widens the
+    stage's window until one does, and rolls back in canary-5 instead of passing the stage on
+    windows too small to judge."""
+    clock = Clock()
+    port = Port(platform_config)
+    slo = platform_config.slos.llm
+    c = PromotionController(platform_config, PromotionStore(tmp_path / "llm.db"), port,
+                            lambda *a, **k: None, clock=clock, judge=llm_judge(platform_config),
+                            app_type=LLMAppConfig, min_window_requests=slo.min_samples)
+    c.register_app(llm_app, "tiny-chat", production="1")
+    world = {"c": c, "clock": clock, "port": port, "app": llm_app.name}
+    timing = platform_config.active_profile().promotion_timing
+    c.start(llm_app.name, "2", actor="alice", reason="new tune")
+    for _ in range(400):  # a healthy shadow, until the 5 % canary is applied
+        if c.status(llm_app.name)["rollout"]["stage"] == "canary-5":
+            break
+        run(world, 0.25)
+    assert c.status(llm_app.name)["rollout"]["stage"] == "canary-5"
+    n = world["counts"]["n"]
+    slow = world["counts"]["slow"]
+    for step in range(12):  # a trickle: 1 or 2 slow answers per window
+        clock.now += timing.evaluation_window_s
+        n, slow = n + (2 if step % 2 else 1), slow + (2 if step % 2 else 1)
+        ttft = [a + b for a, b in zip(hist(n - slow, 50.0), hist(slow, 2 * slo.ttft_p99_ms),
+                                      strict=True)]
+        c.report(llm_app.name, "replica-a", {"2": {
+            "requests": n, "errors": 0, "buckets": hist(n, 4000.0),
+            "extra": {"ttft": ttft, "itl": hist(n, 20.0)}}})
+        c.tick()
+        if c.status(llm_app.name)["rollout"]["status"] != "running":
+            break
+    rollout = c.status(llm_app.name)["rollout"]
+    back = next(h for h in rollout["history"] if h["event"] == "rolled_back")
+    assert back["stage"] == "canary-5" and "ttft p99" in back["why"], rollout["history"]
