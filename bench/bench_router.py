@@ -36,6 +36,34 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _ratio_ci(base: list[float], var: list[float], q: float, rounds: int = 1000,
+              seed: int = 0) -> tuple[float, float]:
+    """90 % interval of ``quantile_q(var) / quantile_q(base)`` by a paired bootstrap: request
+    ``i`` of each side was measured back to back, so the pairs are resampled together and the
+    machine's drift stays paired. On a noisy 2-core box this says whether a ratio is a finding
+    or noise."""
+    import random
+
+    rng = random.Random(seed)
+    n = len(base)
+    ratios = []
+    for _ in range(rounds):
+        idx = [rng.randrange(n) for _ in range(n)]
+        ratios.append(_pct([var[i] for i in idx], q) / _pct([base[i] for i in idx], q))
+    ratios.sort()
+    return ratios[int(0.05 * rounds)], ratios[int(0.95 * rounds) - 1]
+
+
+def _verdict(ci: tuple[float, float], goal: float, *, at_most: bool = True) -> str:
+    """``met`` when the whole interval meets the goal, ``not met`` when none of it does."""
+    lo, hi = ci
+    if (hi <= goal) if at_most else (lo >= goal):
+        return "met"
+    if (lo > goal) if at_most else (hi < goal):
+        return "not met"
+    return "inconclusive"
+
+
 def _body(i: int) -> dict[str, Any]:
     return {"entity": {"account_id": i % 100}, "request_id": f"b-{i}-{uuid.uuid4().hex[:6]}",
             "features": {"amount": float(50 + i % 200), "merchant_category": "travel"}}
@@ -43,7 +71,8 @@ def _body(i: int) -> dict[str, Any]:
 
 def _serial_pair(base_url: str, url: str, n: int) -> tuple[dict[str, float], dict[str, float]]:
     """Serial requests alternating between the baseline and ``url``: both see the same
-    moments of a noisy machine (no order bias). Returns (baseline, url) p50/p99."""
+    moments of a noisy machine (no order bias). Returns (baseline, url) p50/p99, the url's
+    with the paired-bootstrap 90 % intervals of its ratios (``p50_ci``, ``p99_ci``)."""
     import httpx
 
     lat: dict[str, list[float]] = {base_url: [], url: []}
@@ -55,8 +84,11 @@ def _serial_pair(base_url: str, url: str, n: int) -> tuple[dict[str, float], dic
                 if i >= 20:
                     lat[target].append((time.perf_counter() - t0) * 1000)
                 r.raise_for_status()
-    return tuple({"p50_ms": statistics.median(v), "p99_ms": _pct(v, 0.99)}  # type: ignore[return-value]
-                 for v in (lat[base_url], lat[url]))
+    base, var = lat[base_url], lat[url]
+    out = tuple({"p50_ms": statistics.median(v), "p99_ms": _pct(v, 0.99)} for v in (base, var))
+    out[1]["p50_ci"] = _ratio_ci(base, var, 0.5)  # type: ignore[assignment]
+    out[1]["p99_ci"] = _ratio_ci(base, var, 0.99)  # type: ignore[assignment]
+    return out  # type: ignore[return-value]
 
 
 def _saturate_pair(base_url: str, url: str, seconds: float) -> tuple[float, float]:
@@ -264,6 +296,14 @@ def main() -> None:
                   f"{r['p99_ms']:>7.2f} [{b['p99_ms']:>6.2f}]{rps:>7.1f} [{b_rps:>6.1f}]"
                   f"{r['p50_ms'] / b['p50_ms']:>7.2f}{r['p99_ms'] / b['p99_ms']:>7.2f}"
                   f"{rps / b_rps:>7.2f}")
+        print("paired-bootstrap 90 % intervals of the latency ratios, and the goals they settle:")
+        for name, r in results.items():
+            if not name.startswith("router") or "shadow" in name:
+                continue
+            p50_ci, p99_ci = r["p50_ci"], r["p99_ci"]
+            print(f"  {name:<32} p50× [{p50_ci[0]:.2f}–{p50_ci[1]:.2f}] goal ≤ 1.05: "
+                  f"{_verdict(p50_ci, 1.05)}; p99× [{p99_ci[0]:.2f}–{p99_ci[1]:.2f}] goal ≤ 1.15: "
+                  f"{_verdict(p99_ci, 1.15)}")
         off, on = "router in_process", "router in_process + 1 s shadow"
         raw = results[on]["p99_ms"] / results[off]["p99_ms"]
         normed = (results[on]["p99_ms"] / bases[on]["p99_ms"]) / (

@@ -460,3 +460,28 @@ def test_llm_canary_errors_roll_back_through_the_controller(llm2, record_propert
     assert chats.failed == [] and "4" not in chats.versions  # the stable version answered
     weights = llm_router_stats(cfg, app.name)["shadow"]["split"]["weights"]
     assert weights == {"3": 100.0}
+
+
+def test_llm_canary_with_slow_first_tokens_rolls_back_through_the_controller(
+        llm2, record_property) -> None:
+    """v5 answers like production in shadow, then stalls every live answer past the TTFT SLO:
+    the controller rolls it back in a canary stage on ``ttft p99``, every user answered."""
+    from mlplat.deployment import TrafficSplit
+    from mlplat.llm import build_tiny_llm, llm_router_stats, set_llm_traffic
+
+    cfg, app = llm2["cfg"], llm2["app"]
+    delay_s = 2 * cfg.slos.llm.ttft_p99_ms / 1000
+    build_tiny_llm(llm2["spec"], llm2["root"] / "tiny-chat" / "5", seed=0)
+    set_llm_traffic(cfg, app.name, TrafficSplit(weights={"3": 100}), actor="ci", stable="3",
+                    reason="a canary with stalled first tokens",
+                    faults={"5": {"delay_s": delay_s, "live_only": True}})
+    with _Chats(llm2["url"]) as chats:
+        rollout = _promote_and_wait(llm2, "5")
+    assert rollout["status"] == "rolled_back", rollout["history"]
+    back = next(h for h in rollout["history"] if h["event"] == "rolled_back")
+    record_property("why", back["why"])
+    record_property("answers", json.dumps(chats.versions))
+    assert back["stage"].startswith("canary") and "ttft p99" in back["why"], back
+    assert chats.failed == []  # slow, not failed: every user was answered
+    weights = llm_router_stats(cfg, app.name)["shadow"]["split"]["weights"]
+    assert weights == {"3": 100.0}
