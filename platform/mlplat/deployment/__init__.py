@@ -69,6 +69,7 @@ from mlplat.deployment._validate import RequestError as RequestError
 from mlplat.deployment._validate import parse_predict_request as parse_predict_request
 from mlplat.deployment._version_apps import ensure_version_apps as ensure_version_apps
 from mlplat.deployment._version_apps import prune_version_apps as prune_version_apps
+from mlplat.deployment._version_apps import router_app_of as router_app_of
 from mlplat.deployment._version_apps import version_app_name as version_app_name
 from mlplat.deployment._webhook import sign as sign_webhook
 from mlplat.deployment._webhook import verify_mlflow_webhook as verify_mlflow_webhook
@@ -130,6 +131,7 @@ __all__ = [
     "prune_version_apps",
     "request_key",
     "rollback",
+    "router_app_of",
     "router_stats",
     "run_promotion",
     "save_local_model",

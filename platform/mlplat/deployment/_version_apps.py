@@ -31,6 +31,17 @@ def version_app_name(app_name: str, version: str) -> str:
     return f"{app_name}--v{version}"
 
 
+def router_app_of(app_name: str) -> str | None:
+    """The router's application a version application belongs to (None: not a version app).
+
+    Example:
+        >>> router_app_of("fraud--v3"), router_app_of("fraud")
+        ('fraud', None)
+    """
+    base, sep, version = app_name.rpartition("--v")
+    return base if sep and base and version.isdigit() else None
+
+
 def ensure_version_apps(app_name: str, versions: Iterable[str], build: Callable[[str], Any],
                         deadline: float, *, pool: str) -> list[str]:
     """Deploy the version applications that are missing and wait until all serve.

@@ -364,6 +364,11 @@ class CostMeter:
         rows = self._store.execute("SELECT team, model FROM serving WHERE app=?", (app,))
         if rows:
             return str(rows[0][0]), str(rows[0][1])
+        from mlplat.deployment import router_app_of
+
+        router = router_app_of(app)
+        if router is not None:  # a version in its own application: billed as its router's app
+            return self._serving(router)
         from mlplat.apps import load_app
 
         try:

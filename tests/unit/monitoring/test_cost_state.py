@@ -81,6 +81,19 @@ def test_serve_replicas_and_actors_by_sighting_and_cost_per_inference(platform_c
     clock.t += 60
     meter.ingest_state(NODES, JOBS, [unknown], [])
     assert meter.report().by_team_model["search"] == pytest.approx({"ranker": usd / 10})
+    # A version in its own application (`placement: deployments`, shadows) is its router's
+    # app's cost: a GPU version replica of nope-app is billed to search/ranker.
+    version = {**replica, "actor_id": "a3", "class_name": "ServeReplica:nope-app--v2:llm-version",
+               "required_resources": {"CPU": 1, "GPU": 1}}
+    before = meter.report().by_team_model["search"]["ranker"]
+    meter.ingest_state(NODES, JOBS, [version], [])
+    clock.t += 60
+    meter.ingest_state(NODES, JOBS, [version], [])
+    pool = platform_config.pools["serving-ondemand"]
+    gpu_share = max(1 / pool.cpus_per_node, 1 / pool.gpus_per_node)
+    assert meter.report().by_team_model["search"]["ranker"] == pytest.approx(
+        before + pool.price_usd_per_hour / 3600 * gpu_share * 60)
+    assert meter.report().unattributed == {}  # attributed, not "not registered"
 
 
 def test_since_prorates_budgets_alert_once_and_state_survives(platform_config,
