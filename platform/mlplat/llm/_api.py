@@ -87,8 +87,18 @@ def app_builder(args: dict[str, Any]) -> Any:
     from mlplat.config import load_config
     from mlplat.llm._config import load_llm_app
 
+    from mlplat.errors import UserError
+
     cfg = load_config(args.get("config"))
-    return llm_application(cfg, load_llm_app(args.get("app", "llm"), cfg))
+    app = load_llm_app(args.get("app", "llm"), cfg)
+    if app.serving.placement == "deployments":
+        raise UserError(
+            f"serving.placement: 'deployments' runs each version of '{app.name}' as a Serve "
+            "application of its own, which a Serve config file does not declare. Deploy it "
+            "with mlplat.llm.deploy_llm (it starts the versions first), or use "
+            "placement: in_process with `serve deploy`."
+        )
+    return llm_application(cfg, app)
 
 
 def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: str = "",

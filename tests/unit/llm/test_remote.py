@@ -189,3 +189,18 @@ def test_cuda_without_a_gpu_names_the_setting() -> None:
     with pytest.raises(UserError, match=r"transformers\.device: 'cuda' but this process sees "
                                         r"no GPU"):
         resolve_device("cuda")
+
+
+def test_serve_deploy_of_an_app_with_version_deployments_says_how_to_deploy_it(
+        platform_config, tmp_path) -> None:
+    import yaml
+
+    from mlplat.llm import app_builder
+
+    raw = app_raw()
+    raw["serving"] = {**raw["serving"], "placement": "deployments"}
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError,
+                       match=r"serving\.placement: 'deployments' .*mlplat\.llm\.deploy_llm"):
+        app_builder({"app": str(tmp_path / "app.yaml"),
+                     "config": str(platform_config.source_path)})
