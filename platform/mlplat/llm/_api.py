@@ -85,9 +85,8 @@ def app_builder(args: dict[str, Any]) -> Any:
         >>> # serve run mlplat.llm:app_builder app=llm
     """
     from mlplat.config import load_config
-    from mlplat.llm._config import load_llm_app
-
     from mlplat.errors import UserError
+    from mlplat.llm._config import load_llm_app
 
     cfg = load_config(args.get("config"))
     app = load_llm_app(args.get("app", "llm"), cfg)
