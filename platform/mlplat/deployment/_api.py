@@ -211,7 +211,11 @@ def _call(app: AppConfig, method: str, timeout_s: float) -> Any:
     return getattr(_handle(app), method).remote().result(timeout_s=timeout_s)
 
 
-def _wait_split(app: AppConfig, split: TrafficSplit, deadline: float) -> None:
+def _wait_split(app: AppConfig, split: TrafficSplit, deadline: float,
+                wanted: RouterUserConfig | None = None) -> None:
+    """Wait until the router applies ``split`` — and, given ``wanted``, that whole
+    ``user_config``: a change of faults or stable alone keeps the split, and a next change
+    that read the config back before it landed would undo it."""
     # The controller reconfigures replicas asynchronously after serve.run returns.
     while True:
         remaining = deadline - time.monotonic()
@@ -219,7 +223,11 @@ def _wait_split(app: AppConfig, split: TrafficSplit, deadline: float) -> None:
             raise InfraError(
                 f"app '{app.name}' did not adopt split {split.model_dump()} before the deadline."
             )
-        if TrafficSplit.model_validate(_call(app, "split_state", remaining)) == split:
+        if wanted is not None:
+            state = _call(app, "user_config_state", remaining)
+            if state is not None and RouterUserConfig.model_validate(state) == wanted:
+                return
+        elif TrafficSplit.model_validate(_call(app, "split_state", remaining)) == split:
             return
         time.sleep(_POLL_S)
 
@@ -286,7 +294,7 @@ def set_traffic(
             route_prefix=built_app.serving.route_prefix,
             _blocking=False,
         )
-        _wait_split(app, split, deadline)
+        _wait_split(app, split, deadline, wanted=user_config)
         _wait_running(app, deadline, "traffic change")
         prune_versions(built_app, _separate_versions(built_app, split))
 

@@ -262,13 +262,21 @@ def _call(app_name: str, method: str, timeout_s: float, *args: Any) -> Any:
     return getattr(handle, method).remote(*args).result(timeout_s=timeout_s)
 
 
-def _wait_split(app_name: str, split: TrafficSplit, deadline: float) -> None:
+def _wait_split(app_name: str, split: TrafficSplit, deadline: float,
+                wanted: RouterUserConfig | None = None) -> None:
+    """Wait until the router applies ``split`` — and, given ``wanted``, that whole
+    ``user_config``: a change of faults or stable alone keeps the split, and a next change
+    that read the config back before it landed would undo it."""
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise InfraError(f"LLM app '{app_name}' did not adopt split "
                              f"{split.model_dump(mode='json')} before its deadline.")
-        if TrafficSplit.model_validate(_call(app_name, "split_state", remaining)) == split:
+        if wanted is not None:
+            state = _call(app_name, "user_config_state", remaining)
+            if state is not None and RouterUserConfig.model_validate(state) == wanted:
+                return
+        elif TrafficSplit.model_validate(_call(app_name, "split_state", remaining)) == split:
             return
         time.sleep(_POLL_S)
 
@@ -332,7 +340,7 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
                                    user_config=user_config, guard=build["guard"]),
                    name=app_name, route_prefix=build["app"].serving.route_prefix,
                    _blocking=False)
-        _wait_split(app_name, split, deadline)
+        _wait_split(app_name, split, deadline, wanted=user_config)
         if build["app"].serving.placement == "deployments":
             from mlplat.deployment import prune_version_apps
 

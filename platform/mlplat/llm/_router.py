@@ -272,6 +272,10 @@ class LLMRouter:
             if stable not in self.blocked:
                 self.diverted[version] += 1
                 version = stable
+        # The cores this request may use, taken before any await: a split change landing
+        # meanwhile drops versions it no longer names, not the request that picked one.
+        core, stable = self.cores[version], self.stable_version()
+        stable_core = self.cores[stable]
         fault = self.fault_for(version)
         delay_s = 0.0
         if fault is not None:
@@ -280,10 +284,9 @@ class LLMRouter:
                 await asyncio.sleep(delay_s)
             if fault.error_rate and self._rng.random() < fault.error_rate:
                 self.slo.setdefault(version, VersionCounters()).observe(1000 * delay_s, ok=False)
-                stable = self.stable_version()
                 self.fallbacks[version] += 1
                 if stable != version:
-                    version, delay_s = stable, 0.0
+                    version, delay_s, core = stable, 0.0, stable_core
         self.requests[version] += 1
         started = self._clock()
         counters = self.slo.setdefault(version, VersionCounters())
@@ -295,7 +298,6 @@ class LLMRouter:
             if status == "ok":
                 generated.append(stats.completion_tokens)
 
-        core = self.cores[version]
         status, out, stream = await core.handle(raw, schema, observe)
         if out is not None and status == 200:
             out["system_fingerprint"] = f"{core.engine.model}-v{version}"
@@ -362,10 +364,10 @@ class LLMRouter:
                                1000 * (self._clock() - started))
 
         try:
+            core = self.cores[shadow]  # before the await (see handle)
             if delay_s:
                 await asyncio.sleep(delay_s)
-            status, out, _ = await self.cores[shadow].handle(raw, schema, observe,
-                                                             force_stream=False)
+            status, out, _ = await core.handle(raw, schema, observe, force_stream=False)
             if status != 200 or out is None:
                 self.shadow_failed += 1
                 return

@@ -120,6 +120,11 @@ class LLMDeployment:
         return {**self._router.stats(), "replica": serve.get_replica_context().replica_id.unique_id,
                 "pid": os.getpid()}
 
+    async def user_config_state(self) -> dict[str, Any] | None:
+        """The whole ``user_config`` in force (split, stable, faults, tuning)."""
+        config = self._router.config
+        return config.model_dump(mode="json") if config else None
+
     async def split_state(self) -> dict[str, Any]:
         return self._router.picker.split.model_dump(mode="json")
 

@@ -296,3 +296,24 @@ def test_guard_blocks_the_canary_while_its_rollback_is_under_way(platform_config
     assert [e["version"] for e in guard.tick()] == ["2"]
     assert during == [["2"]]  # replicas pushing during the split change were told
     assert guard.blocked("llm") == []  # in force: weight 0 does the rest
+
+
+def test_a_split_change_during_a_request_does_not_fail_it(platform_config, llm_app) -> None:
+    """A request that picked v2 is still in its injected delay when a rollback drops v2 from
+    the replica: it is answered (by v2, whose core it took), not a 500."""
+    router = _router(platform_config, llm_app, _cfg({"1": 50, "2": 50}, stable="1",
+                                                    faults={"2": {"delay_s": 0.3}}))
+    canary_key = _key_for(SplitPicker(TrafficSplit(weights={"1": 50, "2": 50})), "2")
+
+    async def run() -> tuple[int, str]:
+        request = asyncio.create_task(router.handle(
+            json.dumps(CHAT).encode(), ChatCompletionRequest, {"x-conversation-id": canary_key}))
+        await asyncio.sleep(0.1)  # v2's request is sleeping in its fault delay
+        new, to_load = router.plan(_cfg({"1": 100}, stable="1"))
+        assert to_load == []
+        router.commit(new, {})  # the rollback lands: v2 is dropped from the replica
+        assert "2" not in router.cores
+        status, _body, _, version = await request
+        return status, version
+
+    assert asyncio.run(run()) == (200, "2")
