@@ -197,7 +197,7 @@ class LLMRouter:
         self.shadow_in_flight = 0
         self.shadow_dropped = 0
         self.shadow_failed = 0
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: dict[asyncio.Task[None], str] = {}  # shadow copy → its version
 
     # ------------------------------------------------------------------ configuration
 
@@ -227,6 +227,12 @@ class LLMRouter:
         self.cores = {v: c for v, c in cores.items() if v in wanted}
         self._picker = SplitPicker(new.split)
         self.config = new
+        # Shadow copies of a version the split no longer shadows are dropped: finishing after
+        # the shadow stage, they would count as its evidence in the next stage (and dilute a
+        # canary's live error rate there).
+        for task, version in list(self._pending.items()):
+            if version != new.split.shadow:
+                task.cancel()
 
     @property
     def picker(self) -> SplitPicker:
@@ -348,8 +354,16 @@ class LLMRouter:
         self.shadow_in_flight += 1
         task = asyncio.get_running_loop().create_task(
             self._shadow(raw, schema, live_version, live_text, live_tokens, shadow))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._pending[task] = shadow
+        task.add_done_callback(self._shadow_done)
+
+    def _shadow_done(self, task: asyncio.Task[None]) -> None:
+        """Accounting of a finished copy; here, not in the coroutine, because a copy cancelled
+        before it ever ran never enters its body."""
+        self._pending.pop(task, None)
+        self.shadow_in_flight -= 1
+        if task.cancelled():  # the split stopped shadowing this version
+            self.shadow_dropped += 1
 
     async def _shadow(self, raw: bytes,
                       schema: type[ChatCompletionRequest] | type[CompletionRequest],
@@ -378,13 +392,12 @@ class LLMRouter:
             self.shadow_recent.append(c)
         except Exception:
             self.shadow_failed += 1
-        finally:
-            self.shadow_in_flight -= 1
 
     async def drain(self) -> None:
         """Wait for pending shadow copies (tests; shutdown)."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+            await asyncio.sleep(0)  # let done-callbacks run
 
     # ------------------------------------------------------------------ reports
 

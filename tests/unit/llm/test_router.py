@@ -317,3 +317,28 @@ def test_a_split_change_during_a_request_does_not_fail_it(platform_config, llm_a
         return status, version
 
     assert asyncio.run(run()) == (200, "2")
+
+
+def test_shadow_copies_still_running_when_the_shadow_stage_ends_are_dropped(
+        platform_config, llm_app) -> None:
+    """Copies to v2 that finish after the split stops shadowing v2 would count as v2's
+    evidence in its canary stage (and dilute its live error rate there): they are dropped."""
+    router = _router(platform_config, llm_app, _cfg({"1": 100}, shadow="2",
+                                                    faults={"2": {"delay_s": 30.0}}))
+
+    async def run() -> None:
+        for i in range(2):
+            status, _, _, version = await router.handle(
+                json.dumps({**CHAT, "user": f"u{i}"}).encode(), ChatCompletionRequest, {})
+            assert status == 200 and version == "1"
+        assert router.shadow_in_flight == 2  # the copies sleep in v2's injected delay
+        new, _ = router.plan(_cfg({"1": 95, "2": 5}))  # canary-5: v2 is live, not shadow
+        router.commit(new, {})
+        await router.drain()
+
+    asyncio.run(run())
+    report = router.shadow_report()
+    assert report["dropped"] == 2 and report["in_flight"] == 0 and report["failed"] == 0
+    assert "2" not in report["shadow"] or report["shadow"]["2"]["requests"] == 0
+    # No evidence for v2 from the dropped copies.
+    assert (router.promotion_snapshot().get("2") or {}).get("requests", 0) == 0
