@@ -76,6 +76,8 @@ class LLMSloGuard:
         # app → (split json, stable, first seen at): a new split restarts its windows
         self._splits: dict[str, tuple[str, str, float]] = {}
         self._rolling_back: dict[str, set[str]] = {}
+        # app → until when the guard leaves it alone after a rollout ended (see tick).
+        self._quiet_until: dict[str, float] = {}
         self.events: list[dict[str, Any]] = []
 
     def report(self, app: str, replica: str, snapshot: dict[str, Any],
@@ -133,6 +135,15 @@ class LLMSloGuard:
         events = []
         for app in apps:
             if self._promoting(app):
+                # The controller judges it. What the guard knew of its split is the rollout's,
+                # and replicas may report a canary split for a moment after the rollout ended
+                # (rolled back): forget it, and judge the app again only one window later, on
+                # the split it then reports — never roll back what the controller just did.
+                with self._lock:
+                    self._splits.pop(app, None)
+                    self._quiet_until[app] = self.clock() + self.window_s
+                continue
+            if self.clock() < self._quiet_until.get(app, 0.0):
                 continue
             for version, why, stats in self.judge(app):
                 with self._lock:

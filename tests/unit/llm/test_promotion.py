@@ -268,3 +268,34 @@ def test_the_controller_judges_a_trickle_of_slow_canary_answers(
     rollout = c.status(llm_app.name)["rollout"]
     back = next(h for h in rollout["history"] if h["event"] == "rolled_back")
     assert back["stage"] == "canary-5" and "ttft p99" in back["why"], rollout["history"]
+
+
+def test_the_guard_does_not_roll_back_what_a_rollout_just_ended(platform_config) -> None:
+    """A replica may report the canary split for a moment after the controller rolled the
+    rollout back: the guard, which left the app to the controller, must not judge that stale
+    split (a second rollback racing the controller's and the next change)."""
+    rolled: list[str] = []
+    promoting = {"llm": True}
+    clock = Clock()
+    guard = LLMSloGuard(platform_config, lambda app, *a: rolled.append(app), clock=clock,
+                        promoting=lambda app: promoting[app])
+    window = platform_config.active_profile().promotion_timing.evaluation_window_s
+    canary = {"weights": {"1": 95, "2": 5}}
+
+    def push(n_errors: int) -> None:
+        guard.report("llm", "r", {"2": {"requests": n_errors, "errors": n_errors,
+                                        "buckets": hist(n_errors, 50.0)}}, canary, "1")
+
+    push(0)
+    clock.now += 1
+    push(3)  # the canary fails: the controller judges and rolls it back
+    guard.tick()
+    promoting["llm"] = False  # the rollout ended (rolled back)
+    clock.now += 0.5
+    push(4)  # a last report with the old canary split and its errors
+    guard.tick()
+    assert rolled == []
+    clock.now += window + 0.1
+    push(5)  # a canary split still reported a window later is the app's own again
+    guard.tick()
+    assert rolled == ["llm"]
