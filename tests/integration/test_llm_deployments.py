@@ -118,7 +118,9 @@ def test_shadow_then_swap_starts_and_prunes_version_deployments(llm_dep, record_
         swap_s = time.monotonic() - t0
         poll(_apps, lambda a: version_app_name(app.name, "1") not in a, 60,
              "v1's application to be deleted")
-        time.sleep(1.0)  # requests keep flowing after the prune
+        after_prune = chats.versions.get("2", 0) + 5  # requests keep flowing after the prune
+        poll(lambda: chats.versions.get("2", 0), lambda n: n >= after_prune, 30,
+             "5 answers after v1 was deleted")
     pair = report["comparisons"]["2->1"]
     record_property("shadow", json.dumps({k: pair[k] for k in (
         "comparisons", "exact_match_rate", "mean_similarity")}))

@@ -175,7 +175,6 @@ class SloWindows:
                            extra_p99_ms={k: p99_of(v) for k, v in extra.items()},
                            extra_samples={k: sum(v) for k, v in extra.items()})
 
-
     def widened(self, app: str, version: str, now: float, window_s: float, since: float,
                 min_requests: int) -> WindowStats:
         """The last ``window_s`` of ``version``, widened a window at a time — never back

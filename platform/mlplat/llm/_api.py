@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mlplat.cluster import pool_selector
 from mlplat.deployment import RouterUserConfig, TrafficSplit
 from mlplat.errors import InfraError, NotFoundError
+from mlplat.llm._router import split_versions
 
 if TYPE_CHECKING:
     from mlplat.config import PlatformConfig
@@ -179,10 +180,6 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
     return llm_endpoint_url(cfg, app)
 
 
-def _split_versions(split: TrafficSplit) -> set[str]:
-    return set(split.weights) | ({split.shadow} if split.shadow else set())
-
-
 def _ensure_versions(cfg: PlatformConfig, app: LLMAppConfig, loader: LLMEngineLoader | None,
                      app_name: str, split: TrafficSplit, deadline: float) -> list[str]:
     """``placement: deployments``: start the version applications the split names (no-op
@@ -192,7 +189,7 @@ def _ensure_versions(cfg: PlatformConfig, app: LLMAppConfig, loader: LLMEngineLo
     from mlplat.deployment import ensure_version_apps
     from mlplat.llm._remote import llm_version_application
 
-    return ensure_version_apps(app_name, _split_versions(split),
+    return ensure_version_apps(app_name, split_versions(split),
                                lambda v: llm_version_application(cfg, app, loader, v),
                                deadline, pool=app.serving.pool)
 
@@ -346,7 +343,7 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
 
             # Once every router replica runs the new split, versions it no longer names go.
             _wait_running(app_name, deadline)
-            info["versions_deleted"] = prune_version_apps(app_name, _split_versions(split))
+            info["versions_deleted"] = prune_version_apps(app_name, split_versions(split))
     except BaseException as exc:
         audit.append(actor, action, app_name, reason=reason,
                      details={**info, "error": f"{type(exc).__name__}: {exc}"}, outcome="failed")

@@ -198,8 +198,6 @@ class LLMGuardActor(ControllerCommands):
         # ControllerPort (written for tabular apps) says AppConfig.
         from mlplat.llm._promotion import ShadowFleet
 
-        self._shadow = ShadowFleet(history_s=max(60.0, 4 * cfg.active_profile()
-                                                 .promotion_timing.evaluation_window_s))
         port = cast("ControllerPort", LLMPort(cfg, shadow_comparisons=lambda app: (
             self._shadow.comparisons(app, time.time()))))
         self._controller = PromotionController(
@@ -208,6 +206,8 @@ class LLMGuardActor(ControllerCommands):
             min_window_requests=cfg.slos.llm.min_samples,
             poll_registry=isinstance(cfg.active_profile().tracking, SqliteTracking))
         self._guard = LLMSloGuard(cfg, self._apply, promoting=self._promoting)
+        # The text gate's replicas age out with the guard's SLO windows.
+        self._shadow = ShadowFleet(history_s=self._guard.windows.history_s)
         self._tick_s = tick_s
         self._stop = threading.Event()
         threading.Thread(target=self._loop, name="llm-slo-guard", daemon=True).start()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from mlplat.deployment import (
     RouterUserConfig,
     SplitPicker,
+    TrafficSplit,
     VersionCounters,
     VersionFault,
     WindowStats,
@@ -272,16 +273,13 @@ class LLMRouter:
             body = None  # the core answers the 400 naming the body
         key, source = request_key(body, headers)
         self.keys[source] += 1
-        version = self.picker.choose(key)
-        if version in self.blocked:  # rolled back; the new split is on its way
-            stable = self.stable_version()
-            if stable not in self.blocked:
-                self.diverted[version] += 1
-                version = stable
+        version, stable = self.picker.choose(key), self.stable_version()
+        if version in self.blocked and stable not in self.blocked:
+            self.diverted[version] += 1  # rolled back; the new split is on its way
+            version = stable
         # The cores this request may use, taken before any await: a split change landing
         # meanwhile drops versions it no longer names, not the request that picked one.
-        core, stable = self.cores[version], self.stable_version()
-        stable_core = self.cores[stable]
+        core, stable_core = self.cores[version], self.cores[stable]
         fault = self.fault_for(version)
         delay_s = 0.0
         if fault is not None:
@@ -441,9 +439,14 @@ class LLMRouter:
                 if self.config else None, "shadow": self.shadow_report()}
 
 
+def split_versions(split: TrafficSplit) -> set[str]:
+    """Every version ``split`` names: the weighted ones (weight 0 included) and the shadow."""
+    return set(split.weights) | ({split.shadow} if split.shadow else set())
+
+
 def _named(config: RouterUserConfig) -> set[str]:
-    """Every version ``config`` needs loaded: the weighted ones and the shadow."""
-    return set(config.split.weights) | ({config.split.shadow} if config.split.shadow else set())
+    """Every version ``config`` needs loaded."""
+    return split_versions(config.split)
 
 
 def _response_text(body: Mapping[str, Any]) -> str:

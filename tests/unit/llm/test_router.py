@@ -308,7 +308,8 @@ def test_a_split_change_during_a_request_does_not_fail_it(platform_config, llm_a
     async def run() -> tuple[int, str]:
         request = asyncio.create_task(router.handle(
             json.dumps(CHAT).encode(), ChatCompletionRequest, {"x-conversation-id": canary_key}))
-        await asyncio.sleep(0.1)  # v2's request is sleeping in its fault delay
+        await asyncio.sleep(0)  # one turn of the loop: the request runs up to its fault delay
+        assert sum(router.keys.values()) == 1 and router.requests["2"] == 0  # parked there
         new, to_load = router.plan(_cfg({"1": 100}, stable="1"))
         assert to_load == []
         router.commit(new, {})  # the rollback lands: v2 is dropped from the replica
