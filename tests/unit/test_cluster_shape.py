@@ -25,3 +25,35 @@ def test_head_pool_without_nodes_is_a_user_error(platform_config) -> None:
     cfg = platform_config.model_copy(update={"pools": pools})
     with pytest.raises(UserError, match="head_pool"):
         node_specs(cfg)
+
+
+def test_survives_restart_is_what_ray_method_max_task_retries_sets() -> None:
+    """The marker must be the attribute Ray's actor class reads; a Ray upgrade that renames it
+    would silently turn restart-surviving reads back into ActorUnavailableErrors."""
+    import ray
+
+    from mlplat.cluster import survives_restart
+    from mlplat.cluster._actors import RESTART_RETRIES
+
+    def by_ray() -> None: ...
+
+    def by_us() -> None: ...
+
+    ray.method(max_task_retries=RESTART_RETRIES)(by_ray)
+    survives_restart(by_us)
+    ray_attrs = {k: v for k, v in vars(by_ray).items() if k.startswith("__ray")}
+    assert ray_attrs == {k: v for k, v in vars(by_us).items() if k.startswith("__ray")}
+
+
+def test_platform_actors_retry_reads_but_not_appends() -> None:
+    """Reads survive a restart; a drift ``record`` or a window ``report`` (which closes it) must
+    stay at-most-once, so a cut-off call is never applied twice."""
+    from mlplat.governance._actor import CostMeterActor
+    from mlplat.monitoring._actor import DriftMonitorActor
+
+    def retried(cls: type, name: str) -> bool:
+        return hasattr(getattr(cls, name), "__ray_max_task_retries__")
+
+    assert all(retried(DriftMonitorActor, m) for m in ("ping", "stats", "latest_report", "kpi"))
+    assert not any(retried(DriftMonitorActor, m) for m in ("record", "report", "record_outcomes"))
+    assert retried(CostMeterActor, "ping") and not retried(CostMeterActor, "record_usage")

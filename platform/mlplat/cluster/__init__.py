@@ -11,6 +11,7 @@ from mlplat.cluster._actors import PLATFORM_NAMESPACE as PLATFORM_NAMESPACE
 from mlplat.cluster._actors import PLATFORM_POOL as PLATFORM_POOL
 from mlplat.cluster._actors import node_info as node_info
 from mlplat.cluster._actors import platform_actor as platform_actor
+from mlplat.cluster._actors import survives_restart as survives_restart
 from mlplat.cluster._kuberay import NODE_GROUPS as NODE_GROUPS
 from mlplat.cluster._kuberay import node_labels as node_labels
 from mlplat.cluster._kuberay import parse_taint as parse_taint
@@ -54,6 +55,7 @@ __all__ = [
     "render_all",
     "stale_files",
     "start_test_cluster",
+    "survives_restart",
     "team_namespace",
     "team_quota",
     "write_rendered",

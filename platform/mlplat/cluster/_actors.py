@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from mlplat.cluster._local import pool_selector
 from mlplat.config import PlatformConfig, PoolName
@@ -13,6 +13,30 @@ PLATFORM_NAMESPACE = "mlplat"
 """Ray namespace of the platform's own named actors (drift monitor, cost meter, …)."""
 PLATFORM_POOL: PoolName = "cpu"
 """Pool the platform's own actors run on: never the training or serving capacity."""
+RESTART_RETRIES = -1
+"""How often Ray resubmits a ``survives_restart`` call that the actor's restart cut off: until
+the new instance answers (-1), as the promotion controller's calls do. A caller bounds the wait
+with ``ray.get(..., timeout=)``; an actor killed for good still fails the call at once."""
+
+_F = TypeVar("_F")
+
+
+def survives_restart(method: _F) -> _F:
+    """Mark a platform actor's read-only (or idempotent) method: a call that meets the actor
+    restarting is resubmitted to the new instance instead of failing with
+    ``ActorUnavailableError`` ("the actor was restarted").
+
+    The same as ``@ray.method(max_task_retries=RESTART_RETRIES)``, without importing Ray when a
+    plane is imported (CLI, unit tests). Only for methods whose second run is harmless: a call
+    that appends or closes something must stay at-most-once.
+
+    Example:
+        >>> class Meter:
+        ...     @survives_restart
+        ...     def stats(self) -> dict: ...
+    """
+    method.__ray_max_task_retries__ = RESTART_RETRIES  # type: ignore[attr-defined]
+    return method
 
 
 def node_info() -> dict[str, str]:

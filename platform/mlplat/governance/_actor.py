@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from mlplat.cluster import PLATFORM_NAMESPACE, node_info, platform_actor
+from mlplat.cluster import PLATFORM_NAMESPACE, node_info, platform_actor, survives_restart
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import CostRecord
 from mlplat.errors import InfraError, MlplatError
@@ -126,6 +126,7 @@ class CostMeterActor:
             except MlplatError as exc:
                 self._last_collect_error = f"budget alert for {team} not posted: {exc}"
 
+    @survives_restart
     def ping(self) -> dict[str, str]:
         """Liveness plus where the actor runs (its node and that node's pool label)."""
         return {**node_info(), "metrics_port": str(self._metrics.port or "")}
@@ -167,15 +168,19 @@ class CostMeterActor:
         self._publish(report if since is None else self._meter.report())
         return report
 
+    @survives_restart
     def alerts_posted(self) -> list[dict[str, Any]]:
         return list(self._alerts)
 
+    @survives_restart
     def metrics_text(self) -> str:
         return self._metrics.text()
 
+    @survives_restart
     def last_collect_error(self) -> str:
         return self._last_collect_error
 
+    @survives_restart
     def samples(self) -> int:
         return self._samples
 

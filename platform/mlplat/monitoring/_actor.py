@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlplat.cluster import PLATFORM_NAMESPACE, node_info, platform_actor
+from mlplat.cluster import PLATFORM_NAMESPACE, node_info, platform_actor, survives_restart
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import DriftReport
 from mlplat.errors import MlplatError, UserError
@@ -176,10 +176,12 @@ class DriftMonitorActor:
 
     # ---------------------------------------------------------------- the API
 
+    @survives_restart
     def ping(self) -> dict[str, str]:
         """Liveness plus where the actor runs (its node and that node's pool label)."""
         return {**node_info(), "metrics_port": str(self._metrics.port or "")}
 
+    @survives_restart
     def set_reference(
         self, model: str, version: str | int, rows: list[dict[str, Any]],
         features: list[str] | None = None, scores: list[float] | None = None,
@@ -214,6 +216,7 @@ class DriftMonitorActor:
         if rows:
             self._monitor.set_reference(model, version, rows)
 
+    @survives_restart
     def served_drift(self, model: str, candidate: str) -> DriftReport | None:
         """Recently served traffic vs the training sample registered with ``candidate`` (the
         promotion drift gate); None when there is no served data or no sample to compare."""
@@ -238,18 +241,22 @@ class DriftMonitorActor:
         self._publish(closed)
         return closed.report
 
+    @survives_restart
     def latest_report(self, model: str, version: str | int) -> DriftReport | None:
         return self._monitor.latest_report(model, version)
 
+    @survives_restart
     def kpi(self, model: str) -> KpiReport:
         return kpi_report(self._monitor.store, model, self._cfg.monitoring)
 
     def set_retrain_target(self, model: str, **kwargs: Any) -> dict[str, Any]:
         return dict(self._retrain.set_target(model, **kwargs).__dict__)
 
+    @survives_restart
     def retrain_state(self, model: str) -> dict[str, Any] | None:
         return self._retrain.state(model)
 
+    @survives_restart
     def errors(self) -> dict[str, str]:
         """The last error of each background duty (closer, alert, retrain, evidently, exporter)."""
         out = dict(self._errors)
@@ -257,12 +264,15 @@ class DriftMonitorActor:
             out["exporter"] = self._metrics.serve_error
         return out
 
+    @survives_restart
     def alerts_posted(self) -> list[dict[str, Any]]:
         return list(self._alerts_posted)
 
+    @survives_restart
     def metrics_text(self) -> str:
         return self._metrics.text()
 
+    @survives_restart
     def stats(self) -> DriftMonitorStats:
         return self._monitor.stats()
 
