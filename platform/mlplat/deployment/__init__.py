@@ -44,6 +44,7 @@ from mlplat.deployment._promotion import SHADOW_STAGE as SHADOW_STAGE
 from mlplat.deployment._promotion import PromotionStep as PromotionStep
 from mlplat.deployment._promotion import promotion_plan as promotion_plan
 from mlplat.deployment._promotion import run_promotion as run_promotion
+from mlplat.deployment._reconfigure import wait_for_user_config as wait_for_user_config
 from mlplat.deployment._router import DriftSampler as DriftSampler
 from mlplat.deployment._router import RouterCore as RouterCore
 from mlplat.deployment._router import ShadowComparison as ShadowComparison
@@ -141,4 +142,5 @@ __all__ = [
     "undeploy",
     "verify_mlflow_webhook",
     "version_app_name",
+    "wait_for_user_config",
 ]

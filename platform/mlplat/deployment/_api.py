@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mlplat.cluster import pool_selector
 from mlplat.contracts.v1 import TrafficSplit
 from mlplat.deployment._audit import audit_sink, audited
+from mlplat.deployment._reconfigure import wait_for_user_config
 from mlplat.deployment._types import FeatureLookupFactory, ModelLoader, RouterUserConfig
 from mlplat.errors import InfraError, NotFoundError
 
@@ -160,7 +162,7 @@ def deploy(
     from ray import serve
 
     cfg.pool(app.serving.pool)  # an unknown pool fails here, before any cluster work
-    user_config = RouterUserConfig(model=model or app.name, split=split)
+    user_config = RouterUserConfig(model=model or app.name, split=split, issued_at=time.time())
     sink = audit_sink(cfg)
     deadline = time.monotonic() + (timeout_s or cfg.slos.deployment.deploy_after_approval_s)
     build_id = _build_id(cfg, app, loader, feature_lookup, controller)
@@ -181,7 +183,7 @@ def deploy(
             _blocking=False,
         )
         _wait_running(app, deadline, "deploy")
-        _wait_split(app, split, deadline)
+        wait_for_user_config(app.name, _read_user_config(app), user_config, deadline)
         details["url"] = endpoint_url(cfg, app)
         if controller is not None:
             import ray
@@ -211,25 +213,8 @@ def _call(app: AppConfig, method: str, timeout_s: float) -> Any:
     return getattr(_handle(app), method).remote().result(timeout_s=timeout_s)
 
 
-def _wait_split(app: AppConfig, split: TrafficSplit, deadline: float,
-                wanted: RouterUserConfig | None = None) -> None:
-    """Wait until the router applies ``split`` — and, given ``wanted``, that whole
-    ``user_config``: a change of faults or stable alone keeps the split, and a next change
-    that read the config back before it landed would undo it."""
-    # The controller reconfigures replicas asynchronously after serve.run returns.
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise InfraError(
-                f"app '{app.name}' did not adopt split {split.model_dump()} before the deadline."
-            )
-        if wanted is not None:
-            state = _call(app, "user_config_state", remaining)
-            if state is not None and RouterUserConfig.model_validate(state) == wanted:
-                return
-        elif TrafficSplit.model_validate(_call(app, "split_state", remaining)) == split:
-            return
-        time.sleep(_POLL_S)
+def _read_user_config(app: AppConfig) -> Callable[[float], dict[str, Any] | None]:
+    return lambda timeout_s: _call(app, "user_config_state", timeout_s)
 
 
 def set_traffic(
@@ -277,13 +262,14 @@ def set_traffic(
     if faults is not None:
         details["faults"] = faults
     with audited(sink, actor=actor, action="deployment.set_traffic", target=app.name,
-                 reason=reason, details=details):
+                 reason=reason, details=details) as recorded:
         built_app = build["app"]
         model = build["model"] or app.name
         user_config = RouterUserConfig.model_validate({
             "model": model, "split": split.model_dump(mode="json"),
             "tuning": current.get("tuning") or {}, "stable": stable,
             "faults": current.get("faults") or {} if faults is None else faults,
+            "issued_at": time.time(),
         })
         ensure_versions(build["cfg"], built_app, build["loader"], model,
                         _separate_versions(built_app, split), deadline)
@@ -294,7 +280,13 @@ def set_traffic(
             route_prefix=built_app.serving.route_prefix,
             _blocking=False,
         )
-        _wait_split(app, split, deadline, wanted=user_config)
+        superseded = wait_for_user_config(app.name, _read_user_config(app), user_config,
+                                          deadline)
+        if superseded is not None:
+            # A newer change won: its owner waits for it and prunes for its split (pruning for
+            # ours could delete a version it serves).
+            recorded["superseded_by"] = superseded.split.model_dump(mode="json")
+            return
         _wait_running(app, deadline, "traffic change")
         prune_versions(built_app, _separate_versions(built_app, split))
 

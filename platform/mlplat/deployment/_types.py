@@ -123,6 +123,11 @@ class RouterUserConfig(BaseModel):
         default_factory=dict,
         description="Per-version fault injection (tests/chaos only); empty in production.",
     )
+    issued_at: float | None = Field(
+        default=None,
+        description="When the change was made (unix seconds; set by deploy / set_traffic). "
+        "Orders racing changes: a replica running a later one means an earlier one lost.",
+    )
 
 
 class ExperimentPlaneLoader:

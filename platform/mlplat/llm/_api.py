@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mlplat.cluster import pool_selector
-from mlplat.deployment import RouterUserConfig, TrafficSplit
+from mlplat.deployment import RouterUserConfig, TrafficSplit, wait_for_user_config
 from mlplat.errors import InfraError, NotFoundError
 from mlplat.llm._router import split_versions
 
@@ -135,7 +136,7 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
     from mlplat.governance import AuditLog
 
     split = split or TrafficSplit(weights={app.model.version: 100.0})
-    user_config = RouterUserConfig(model=app.model.name, split=split)
+    user_config = RouterUserConfig(model=app.model.name, split=split, issued_at=time.time())
     # config errors before cluster time
     application = llm_application(cfg, app, loader, user_config=user_config, guard=guard)
     audit = AuditLog(cfg)
@@ -159,7 +160,7 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
                    _blocking=False)
         _wait_running(app_name, deadline)
         if app.engine == "transformers":
-            _wait_split(app_name, split, deadline)
+            wait_for_user_config(app_name, _read_user_config(app_name), user_config, deadline)
         if guard_actor is not None:
             import ray
 
@@ -259,23 +260,8 @@ def _call(app_name: str, method: str, timeout_s: float, *args: Any) -> Any:
     return getattr(handle, method).remote(*args).result(timeout_s=timeout_s)
 
 
-def _wait_split(app_name: str, split: TrafficSplit, deadline: float,
-                wanted: RouterUserConfig | None = None) -> None:
-    """Wait until the router applies ``split`` — and, given ``wanted``, that whole
-    ``user_config``: a change of faults or stable alone keeps the split, and a next change
-    that read the config back before it landed would undo it."""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise InfraError(f"LLM app '{app_name}' did not adopt split "
-                             f"{split.model_dump(mode='json')} before its deadline.")
-        if wanted is not None:
-            state = _call(app_name, "user_config_state", remaining)
-            if state is not None and RouterUserConfig.model_validate(state) == wanted:
-                return
-        elif TrafficSplit.model_validate(_call(app_name, "split_state", remaining)) == split:
-            return
-        time.sleep(_POLL_S)
+def _read_user_config(app_name: str) -> Callable[[float], dict[str, Any] | None]:
+    return lambda timeout_s: _call(app_name, "user_config_state", timeout_s)
 
 
 def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, actor: str,
@@ -328,7 +314,8 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
             user_config = RouterUserConfig.model_validate({
                 "model": build["app"].model.name, "split": split.model_dump(mode="json"),
                 "tuning": current.get("tuning") or {}, "stable": stable,
-                "faults": (current.get("faults") or {}) if faults is None else faults})
+                "faults": (current.get("faults") or {}) if faults is None else faults,
+                "issued_at": time.time()})
         except ValidationError as exc:
             raise UserError(f"invalid traffic for LLM app '{app_name}': {exc}") from exc
         info["versions_started"] = _ensure_versions(build["cfg"], build["app"], build["loader"],
@@ -337,8 +324,12 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
                                    user_config=user_config, guard=build["guard"]),
                    name=app_name, route_prefix=build["app"].serving.route_prefix,
                    _blocking=False)
-        _wait_split(app_name, split, deadline, wanted=user_config)
-        if build["app"].serving.placement == "deployments":
+        superseded = wait_for_user_config(app_name, _read_user_config(app_name), user_config,
+                                          deadline)
+        if superseded is not None:
+            # A newer change won: its owner waits for it and prunes for its split.
+            info["superseded_by"] = superseded.split.model_dump(mode="json")
+        elif build["app"].serving.placement == "deployments":
             from mlplat.deployment import prune_version_apps
 
             # Once every router replica runs the new split, versions it no longer names go.
@@ -350,7 +341,7 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
         raise
     info["in_force_s"] = round(cfg.slos.deployment.rollback_after_breach_s
                                - (deadline - time.monotonic()), 3)
-    if action == "llm.set_traffic" and build["guard"]:
+    if action == "llm.set_traffic" and build["guard"] and "superseded_by" not in info:
         info["unblocked"] = _unblock(build["guard"], app_name, split)
     audit.append(actor, action, app_name, reason=reason, details=info)
 
