@@ -7,8 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlplat-installed
 PYTEST_ARGS ?=
 # Real services the tests start on loopback (never mocked): Redis (online store), PostgreSQL
-# (MLflow backend, audit log), Prometheus and Alertmanager (alerts).
-DEB_PACKAGES := redis-server postgresql prometheus prometheus-alertmanager
+# (MLflow backend, audit log), Prometheus and Alertmanager (alerts), NGINX (the ingress).
+DEB_PACKAGES := redis-server postgresql prometheus prometheus-alertmanager nginx-light
 DEB_STAMP    := $(VENV)/.mlplat-debs
 
 .PHONY: install demo test test-unit test-integration bench lint typecheck cluster-up cluster-down clean
@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 # Debian packages: installed once per machine (needs root or sudo); skipped when already present.
-$(DEB_STAMP): | $(BIN)/python
+$(DEB_STAMP): Makefile | $(BIN)/python
 	@missing=""; \
-	for b in redis-server prometheus prometheus-alertmanager; do command -v $$b >/dev/null || missing=1; done; \
+	for b in redis-server prometheus prometheus-alertmanager nginx; do command -v $$b >/dev/null || missing=1; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -4,7 +4,9 @@ measured in the same run on the same cluster with the same model.
 Targets (issue 6): routed app vs the model as its own ingress — p50 ≤ 1.05×, p99 ≤ 1.15×,
 throughput ≥ 0.9× at saturation; both placements measured; shadow on (a shadow that sleeps
 1 s) vs off — primary p99 ≤ 1.05×; steady load (10 clients × 10 rps) with a version swap and
-a killed router replica — 0 failed requests, p99 during the event ≤ 2× steady state.
+a killed router replica — 0 failed requests, p99 during the event ≤ 2× steady state (run
+straight to Serve's proxy and through the ingress, which replays what a dying replica dropped;
+the ingress's own cost is one more paired variant).
 
 Each variant is measured *alternately* with the baseline (serial requests interleaved one by
 one, saturation windows ordered A B B A), so both see the same moments of a noisy machine.
@@ -211,6 +213,20 @@ def _steady_load(url: str, seconds: float, events: list[tuple[float, Any]],
             "event_p99_ms": _pct(during, 0.99) if during else None}
 
 
+def _wait_replicas(app_name: str, n: int, timeout_s: float = 120.0) -> None:
+    """Until Serve has replaced a killed replica (the next drill needs both)."""
+    from ray.util.state import list_actors
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
+                 if (a.get("name") or "").startswith(f"SERVE_REPLICA::{app_name}#router")]
+        if len(alive) >= n:
+            return
+        time.sleep(1.0)
+    raise RuntimeError(f"{app_name} did not get back to {n} replicas in {timeout_s:.0f} s")
+
+
 def main() -> None:
     import ray
     from ray import serve
@@ -223,6 +239,7 @@ def main() -> None:
         LocalModelLoader,
         deploy,
         endpoint_url,
+        ingress_up,
         set_traffic,
         undeploy,
     )
@@ -256,6 +273,7 @@ def main() -> None:
     serve._run(_baseline_app(str(tmp), lookup, base_app.serving.pool), name=base_app.name,
                route_prefix=base_app.serving.route_prefix)
     base_url = endpoint_url(cfg, base_app)
+    ingress = ingress_up(cfg)  # as `mlplat cluster up` starts it (reloaded if it runs)
     results: dict[str, dict[str, float]] = {}
     bases: dict[str, dict[str, float]] = {}
     apps = []
@@ -277,6 +295,9 @@ def main() -> None:
                          feature_lookup=lookup)
             paired(f"router {placement}", url)
             if placement == "in_process":
+                # What the ingress (NGINX in front of Serve) adds, against the same baseline.
+                paired("router in_process via ingress",
+                       f"{ingress.url}{app.serving.route_prefix}")
                 set_traffic(cfg, app, TrafficSplit(weights={"1": 100, "2": 0}, shadow="2"),
                             actor="bench", reason="shadow bench",
                             faults={"2": {"delay_s": 1.0}})
@@ -323,8 +344,10 @@ def main() -> None:
         url = deploy(cfg, app, TrafficSplit(weights={"1": 100}), actor="bench", reason="bench",
                      loader=LocalModelLoader(str(tmp)), feature_lookup=lookup)
 
+        target = iter(["2", "1"])
+
         def swap() -> None:
-            set_traffic(cfg, app, TrafficSplit(weights={"2": 100}), actor="bench",
+            set_traffic(cfg, app, TrafficSplit(weights={next(target): 100}), actor="bench",
                         reason="version swap under load")
 
         def kill_replica() -> None:
@@ -335,15 +358,27 @@ def main() -> None:
             if replicas:
                 ray.kill(ray.get_actor(replicas[0]["name"], namespace="serve"), no_restart=True)
 
-        load = _steady_load(url, load_s, [(load_s / 3, swap), (2 * load_s / 3, kill_replica)])
-        ratio = (load["event_p99_ms"] or 0) / (load["steady_p99_ms"] or 1)
-        print(f"steady load 10×10 rps for {load_s:.0f} s with swap + killed replica: "
-              f"{load['requests']} requests, {load['failed']} failed; p99 steady "
-              f"{load['steady_p99_ms']:.1f} ms, during events {load['event_p99_ms']:.1f} ms "
-              f"({ratio:.2f}×, goal ≤ 2×); swap at {load['event_marks_s'][:2]} s, replica killed "
-              f"at {load['event_marks_s'][2:]} s")
-        for failure in load["failures"][:10]:
-            print(f"  failed: {failure}")
+        # The same drill twice: straight to Serve's proxy (the baseline), then through the
+        # ingress, which replays what a dying replica dropped. Serve replaces the killed replica
+        # in between.
+        for via, load_url in (("Serve proxy", url),
+                              ("ingress", f"{ingress.url}{app.serving.route_prefix}")):
+            replayed_before = len(ingress.replays())
+            load = _steady_load(load_url, load_s,
+                                [(load_s / 3, swap), (2 * load_s / 3, kill_replica)])
+            ratio = (load["event_p99_ms"] or 0) / (load["steady_p99_ms"] or 1)
+            print(f"steady load 10×10 rps for {load_s:.0f} s via the {via}, swap + killed "
+                  f"replica: {load['requests']} requests, {load['failed']} failed "
+                  f"(goal 0); p99 steady {load['steady_p99_ms']:.1f} ms, during events "
+                  f"{load['event_p99_ms']:.1f} ms ({ratio:.2f}×, goal ≤ 2×); swap at "
+                  f"{load['event_marks_s'][:2]} s, replica killed at "
+                  f"{load['event_marks_s'][2:]} s")
+            for failure in load["failures"][:10]:
+                print(f"  failed: {failure}")
+            if via == "ingress":
+                for line in ingress.replays()[replayed_before:][:10]:
+                    print(f"  replayed by the ingress: {line}")
+            _wait_replicas(app.name, 2)
     finally:
         serve.delete(base_app.name)
         for app in apps:

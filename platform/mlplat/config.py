@@ -64,6 +64,10 @@ class LocalCluster(StrictModel):
     gcs_port: int = Field(gt=0, lt=65536)
     dashboard_port: int = Field(gt=0, lt=65536)
     serve_http_port: int = Field(gt=0, lt=65536)
+    ingress_port: int = Field(
+        8080, gt=0, lt=65536,
+        description="The local NGINX ingress in front of Serve (replays a request a dying "
+        "replica dropped); `mlplat cluster up` starts it.")
     head_pool: PoolName = Field("cpu", description="The pool the head node belongs to.")
 
 

@@ -381,5 +381,12 @@ def _print_summary(cfg: PlatformConfig, app: AppConfig, summary: DemoSummary,
                   if tracking.type == "sqlite" else f"open {tracking.uri}")
     console.print(f"Ray dashboard:  {dashboard_url}")
     console.print(f"Serve endpoint: POST {summary.endpoint}/predict")
+    from urllib.parse import urlsplit
+
+    from mlplat.deployment import ingress_url
+
+    # The same route through the ingress `mlplat cluster up` started (replays what a dying
+    # replica dropped).
+    console.print(f"Via ingress:    POST {ingress_url(cfg)}{urlsplit(summary.endpoint).path}/predict")
     console.print(f"MLflow UI:      {mlflow_cmd}")
     console.print("Audit log:      .venv/bin/mlplat audit verify")

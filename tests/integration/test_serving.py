@@ -103,7 +103,7 @@ def served(ray_cluster, tmp_path_factory):
         _wait(lambda: client.get(f"{url}/healthz").status_code == 200, 60, "proxy route")
         try:
             yield {"cfg": cfg, "app": app, "url": url, "client": client, "audit": audit,
-                   "deploy_s": deploy_s}
+                   "deploy_s": deploy_s, "root": root, "lookup": lookup}
         finally:
             client.close()
             serve.delete(app.name)
@@ -115,6 +115,31 @@ def _body(i: int, request_id: str | None = None) -> dict:
     if request_id:
         b["request_id"] = request_id
     return b
+
+
+def _load(route: str, clients: int, tag: str, results: list[tuple[float, int, dict]],
+          stop: threading.Event, pause_s: float) -> list[threading.Thread]:
+    """``clients`` threads posting to ``route`` until ``stop``; each answer is recorded as
+    (monotonic time, status or -1 for a transport error, JSON body or the error)."""
+    import httpx
+
+    def client(k: int) -> None:
+        with httpx.Client(timeout=30) as c:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    r = c.post(route, json=_body(k * 1000 + i, f"{tag}-{k}-{i}"))
+                    body = r.json() if r.status_code == 200 else {"text": r.text[:120]}
+                    results.append((time.monotonic(), r.status_code, body))
+                except httpx.HTTPError as exc:
+                    results.append((time.monotonic(), -1, {"error": repr(exc)}))
+                time.sleep(pause_s)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    return threads
 
 
 def test_split_over_http_follows_weights_and_names_versions(served, record_property) -> None:
@@ -214,34 +239,15 @@ def test_shadow_and_reconfigure_without_restart(served) -> None:
 
 def test_version_swap_under_steady_load_fails_no_request(served) -> None:
     """Small-scale version of the bench's 10 clients × 10 rps: a swap costs no request."""
-    import httpx
 
     from mlplat.deployment import current_split, set_traffic
 
     cfg, app, url = served["cfg"], served["app"], served["url"]
     start = current_split(cfg, app)
     target = "1" if start.weights.get("2", 0) == 100 else "2"
-    statuses: list[int] = []
-    versions: list[str] = []
+    results: list[tuple[float, int, dict]] = []
     stop = threading.Event()
-
-    def client(k: int) -> None:
-        with httpx.Client(timeout=30) as c:
-            i = 0
-            while not stop.is_set():
-                i += 1
-                try:
-                    r = c.post(f"{url}/predict", json=_body(k * 1000 + i, f"load-{k}-{i}"))
-                    statuses.append(r.status_code)
-                    if r.status_code == 200:
-                        versions.append(r.json()["version"])
-                except httpx.HTTPError:
-                    statuses.append(-1)
-                time.sleep(0.1)
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
+    threads = _load(f"{url}/predict", 4, "load", results, stop, pause_s=0.1)
     time.sleep(2)
     set_traffic(cfg, app, TrafficSplit(weights={target: 100}), actor="ci",
                 reason="swap under load")
@@ -249,5 +255,52 @@ def test_version_swap_under_steady_load_fails_no_request(served) -> None:
     stop.set()
     for t in threads:
         t.join()
+    statuses = [status for _, status, _ in results]
+    versions = [out["version"] for _, status, out in results if status == 200]
     assert statuses and all(s == 200 for s in statuses), Counter(statuses)
     assert versions[-1] == target and len(set(versions)) == 2
+
+
+def test_a_killed_router_replica_fails_no_request_through_the_ingress(served, tmp_path) -> None:
+    """Serve's proxy answers 500 for every request in flight at a replica that dies; the
+    ingress (NGINX, as `mlplat cluster up` starts it) replays them to a live replica. Last in
+    the module: it scales the app to 2 replicas."""
+    import ray
+    from ray.util.state import list_actors
+
+    from mlplat.deployment import LocalModelLoader, current_split, deploy, ingress_down, ingress_up
+    from tests.services import free_port
+
+    cfg, app = served["cfg"], served["app"]
+    two = app.model_copy(update={"serving": app.serving.model_copy(update={"num_replicas": 2})})
+    deploy(cfg, two, current_split(cfg, app), actor="ci", reason="two replicas",
+           loader=LocalModelLoader(str(served["root"])), feature_lookup=served["lookup"])
+
+    def replicas() -> list[str]:
+        return sorted(a["name"] for a in list_actors(filters=[("state", "=", "ALIVE")],
+                                                     limit=10_000)
+                      if (a.get("name") or "").startswith(f"SERVE_REPLICA::{app.name}#router"))
+
+    _wait(lambda: len(replicas()) == 2, 120, "two router replicas")
+    ingress = ingress_up(cfg, port=free_port(), folder=tmp_path / "ingress")
+    route = f"{ingress.url}{app.serving.route_prefix}/predict"
+    results: list[tuple[float, int, dict]] = []
+    stop = threading.Event()
+    threads = _load(route, 6, "kill", results, stop, pause_s=0.02)
+    try:
+        _wait(lambda: len(results) > 50, 60, "steady traffic through the ingress")
+        victim = replicas()[0]
+        killed_at = time.monotonic()
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        _wait(lambda: sum(t > killed_at + 3 for t, *_ in results) > 50, 60, "traffic after")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        ingress_down(cfg, folder=tmp_path / "ingress")
+    failed = [r for r in results if r[1] != 200]
+    around = sum(abs(t - killed_at) < 1 for t, *_ in results)
+    print(f"\n{len(results)} requests through the ingress, {around} within 1 s of the kill, "
+          f"{len(failed)} failed; replayed by the ingress: {ingress.replays()}")
+    assert victim not in replicas()
+    assert failed == [], failed[:5]

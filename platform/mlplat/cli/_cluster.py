@@ -20,11 +20,15 @@ def up(config_path: Path | None = ConfigOption, json_out: bool = JsonOption) -> 
     from dataclasses import asdict
 
     from mlplat.cluster import cluster_up
+    from mlplat.deployment import ingress_up
 
+    cfg = config(config_path)
     with console.status("starting Ray nodes…"):
-        state = cluster_up(config(config_path))
+        state = cluster_up(cfg)
+    with console.status("starting the ingress…"):
+        ingress = ingress_up(cfg)
     if json_out:
-        print_json(asdict(state))
+        print_json({**asdict(state), "ingress_url": ingress.url})
         return
     table = Table("pool", "logical CPUs", "head")
     for node in state.nodes:
@@ -33,14 +37,18 @@ def up(config_path: Path | None = ConfigOption, json_out: bool = JsonOption) -> 
     console.print(f"GCS address: {state.gcs_address}")
     console.print(f"Ray dashboard / job API: {state.dashboard_url}")
     console.print(f"Serve HTTP (once something is deployed): {state.serve_url}")
+    console.print(f"Ingress (replays requests a dying replica dropped): {ingress.url}")
 
 
 @app.command("down")
 def down(config_path: Path | None = ConfigOption) -> None:
     """Stop exactly the processes `mlplat cluster up` started. Example: `mlplat cluster down`."""
     from mlplat.cluster import cluster_down
+    from mlplat.deployment import ingress_down
 
-    stopped = cluster_down(config(config_path))
+    cfg = config(config_path)
+    ingress_down(cfg)
+    stopped = cluster_down(cfg)
     console.print(f"stopped {stopped} Ray processes" if stopped else "no cluster was running")
 
 

@@ -12,6 +12,8 @@ from mlplat.cluster._actors import PLATFORM_POOL as PLATFORM_POOL
 from mlplat.cluster._actors import node_info as node_info
 from mlplat.cluster._actors import platform_actor as platform_actor
 from mlplat.cluster._actors import survives_restart as survives_restart
+from mlplat.cluster._kuberay import INGRESS_REPLAYED_ON as INGRESS_REPLAYED_ON
+from mlplat.cluster._kuberay import INGRESS_RETRY_TRIES as INGRESS_RETRY_TRIES
 from mlplat.cluster._kuberay import NODE_GROUPS as NODE_GROUPS
 from mlplat.cluster._kuberay import node_labels as node_labels
 from mlplat.cluster._kuberay import parse_taint as parse_taint
@@ -35,6 +37,8 @@ from mlplat.cluster._render import write_rendered as write_rendered
 
 __all__ = [
     "GENERATED",
+    "INGRESS_REPLAYED_ON",
+    "INGRESS_RETRY_TRIES",
     "NODE_GROUPS",
     "PLATFORM_NAMESPACE",
     "PLATFORM_POOL",

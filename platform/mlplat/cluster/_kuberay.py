@@ -48,6 +48,16 @@ SPOT_DRAIN_DEADLINE_S = SPOT_GRACE_S - 20
 TRAINING_JOBS = frozenset({"train", "sweep"})
 SECRETS_NAME = "mlplat-secrets"
 SERVE_PORT = 8000
+INGRESS_RETRY_TRIES = 3
+"""Sends of one data-route request at most (the first included), by the NGINX ingress in front
+of Serve: locally (``mlplat.deployment.ingress_up``) and on EKS (the rendered Ingresses)."""
+INGRESS_REPLAYED_ON = "error timeout http_500 http_502 non_idempotent"
+"""NGINX ``proxy_next_upstream`` of data routes. Serve's proxy answers 500 for a request in
+flight at a replica that died; the router itself never answers 500, so a 500 there means the
+replica went away and the request can go again. ``non_idempotent``: predict and chat are POSTs
+that change nothing. 503 (Serve's back-pressure) and 504 are not replayed. Admin routes are
+never replayed."""
+INGRESS_CLASS = "nginx"
 SERVE_BUILDER = "mlplat.deployment.serve_app:build"
 """Fallback Serve import path when an app ships no serve_config.yaml (args: ``{"app": name}``)."""
 
@@ -321,6 +331,29 @@ def serve_config(ctx: RenderContext, app: AppView) -> dict[str, Any]:
         }]
     return {"proxy_location": "EveryNode", "http_options": {"host": "0.0.0.0", "port": SERVE_PORT},
             "applications": applications}
+
+
+def ingresses(ctx: RenderContext, app: AppView) -> list[dict[str, Any]]:
+    """The app's two Ingresses on the ingress-nginx controller (terraform installs it), to the
+    ``<app>-serve-svc`` Service KubeRay creates: data routes replayed as the local ingress does
+    (``INGRESS_REPLAYED_ON``), admin routes never."""
+    prefix = app.serving.route_prefix.rstrip("/")
+    annotation = "nginx.ingress.kubernetes.io/"
+    common = {f"{annotation}proxy-buffering": "off", f"{annotation}proxy-read-timeout": "300"}
+    data = {f"{annotation}proxy-next-upstream": INGRESS_REPLAYED_ON,
+            f"{annotation}proxy-next-upstream-tries": str(INGRESS_RETRY_TRIES)}
+    admin = {f"{annotation}proxy-next-upstream": "off"}
+    out = []
+    for suffix, path, extra in (("", prefix or "/", data),
+                                ("-admin", f"{prefix}/admin", admin)):
+        metadata = meta(f"{app.name}{suffix}", team_namespace(app.team),
+                        **{"mlplat.io/team": app.team, "mlplat.io/app": app.name})
+        metadata["annotations"] = {**common, **extra}
+        backend = {"service": {"name": f"{app.name}-serve-svc", "port": {"number": SERVE_PORT}}}
+        out.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata,
+                    "spec": {"ingressClassName": INGRESS_CLASS, "rules": [{"http": {"paths": [
+                        {"path": path, "pathType": "Prefix", "backend": backend}]}}]}})
+    return out
 
 
 def rayservice(ctx: RenderContext, app: AppView) -> dict[str, Any]:

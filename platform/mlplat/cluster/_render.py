@@ -32,6 +32,7 @@ from mlplat.cluster._kuberay import (
     AppView,
     RenderContext,
     image_for,
+    ingresses,
     job_entrypoints,
     load_app_view,
     meta,
@@ -317,6 +318,7 @@ def render_all(cfg: PlatformConfig, repo: Path | None = None, *, profile: str = 
         files[f"teams/{team}.yaml"] = _dump(_team(ctx, team))
     for app in ctx.apps:
         files[f"rayservices/{app.name}.yaml"] = _dump([rayservice(ctx, app)])
+        files[f"ingresses/{app.name}.yaml"] = _dump(ingresses(ctx, app))
     monitoring = _monitoring(ctx, repo / "cluster" / "monitoring")
     if monitoring:
         files["monitoring-configmaps.yaml"] = _dump(monitoring)

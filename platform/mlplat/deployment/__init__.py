@@ -36,6 +36,11 @@ from mlplat.deployment._features import missing_features as missing_features
 from mlplat.deployment._gates import evaluate_gates as evaluate_gates
 from mlplat.deployment._gates import gates_passed as gates_passed
 from mlplat.deployment._gates import schema_differences as schema_differences
+from mlplat.deployment._ingress import Ingress as Ingress
+from mlplat.deployment._ingress import ingress_down as ingress_down
+from mlplat.deployment._ingress import ingress_up as ingress_up
+from mlplat.deployment._ingress import ingress_url as ingress_url
+from mlplat.deployment._ingress import render_ingress_conf as render_ingress_conf
 from mlplat.deployment._local import InMemoryFeatureLookup as InMemoryFeatureLookup
 from mlplat.deployment._local import LocalModel as LocalModel
 from mlplat.deployment._local import LocalModelLoader as LocalModelLoader
@@ -87,6 +92,7 @@ __all__ = [
     "FeatureLookupFactory",
     "GateResult",
     "InMemoryFeatureLookup",
+    "Ingress",
     "LocalModel",
     "LocalModelLoader",
     "ModelLoader",
@@ -120,6 +126,9 @@ __all__ = [
     "first_release",
     "gates_passed",
     "get_controller",
+    "ingress_down",
+    "ingress_up",
+    "ingress_url",
     "load_contract",
     "missing_features",
     "override",
@@ -130,6 +139,7 @@ __all__ = [
     "promotion_plan",
     "promotion_status",
     "prune_version_apps",
+    "render_ingress_conf",
     "request_key",
     "rollback",
     "router_app_of",

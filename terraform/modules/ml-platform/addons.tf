@@ -42,3 +42,29 @@ resource "helm_release" "cert_manager" {
   }
   depends_on = [aws_eks_node_group.pool]
 }
+
+# The ingress in front of every RayService (cluster/ingresses/<app>.yaml, class "nginx"): it
+# replays a data-route request that a dying Serve replica dropped (the policy is rendered from
+# mlplat.cluster.INGRESS_REPLAYED_ON, the same one the local ingress runs). GPU pools are tainted,
+# so its pods land on the platform's CPU nodes. An NLB gives it one address per cluster.
+resource "helm_release" "ingress_nginx" {
+  name             = "ingress-nginx"
+  repository       = "https://kubernetes.github.io/ingress-nginx"
+  chart            = "ingress-nginx"
+  version          = "4.12.1"
+  namespace        = "ingress-nginx"
+  create_namespace = true
+  values = [yamlencode({
+    controller = {
+      replicaCount = 2
+      # Per-Ingress retry annotations (proxy-next-upstream) are allowed by default.
+      service = {
+        annotations = {
+          "service.beta.kubernetes.io/aws-load-balancer-type"   = "nlb"
+          "service.beta.kubernetes.io/aws-load-balancer-scheme" = "internal"
+        }
+      }
+    }
+  })]
+  depends_on = [aws_eks_node_group.pool]
+}

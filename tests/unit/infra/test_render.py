@@ -182,3 +182,33 @@ def test_rayjob_templates_carry_team_metadata(cfg, resources) -> None:
     covered = {d["spec"]["entrypoint"].split()[1].removeprefix("jobs/").removesuffix(".py")
                for d in jobs.values()}
     assert covered == entrypoints
+
+
+def test_each_app_gets_ingresses_with_the_local_ingress_replay_policy(rendered) -> None:
+    """Production replays what the local ingress replays (one policy, mlplat.cluster), data
+    routes only, to the Service KubeRay creates for the RayService."""
+    from pathlib import Path
+
+    from mlplat.cluster import INGRESS_REPLAYED_ON, INGRESS_RETRY_TRIES
+    from mlplat.deployment import render_ingress_conf
+
+    for name in ("fraud", "llm"):
+        data, admin = load_docs(rendered.cluster[f"ingresses/{name}.yaml"])
+        serve = _serve_config(rendered, name)
+        prefix, port = serve["applications"][0]["route_prefix"], serve["http_options"]["port"]
+        (service,) = load_docs(rendered.cluster[f"rayservices/{name}.yaml"])
+        for doc, path in ((data, prefix), (admin, f"{prefix}/admin")):
+            (rule,) = doc["spec"]["rules"]
+            (route,) = rule["http"]["paths"]
+            assert route["path"] == path and route["pathType"] == "Prefix"
+            assert route["backend"]["service"] == {"name": f"{name}-serve-svc",
+                                                   "port": {"number": port}}
+            assert doc["metadata"]["namespace"] == service["metadata"]["namespace"]
+        ann = "nginx.ingress.kubernetes.io/"
+        assert data["metadata"]["annotations"][f"{ann}proxy-next-upstream"] == INGRESS_REPLAYED_ON
+        assert data["metadata"]["annotations"][f"{ann}proxy-next-upstream-tries"] == \
+            str(INGRESS_RETRY_TRIES)
+        assert admin["metadata"]["annotations"][f"{ann}proxy-next-upstream"] == "off"
+    local = render_ingress_conf(Path("/tmp/x"), 8080, 8000)
+    assert f"proxy_next_upstream {INGRESS_REPLAYED_ON};" in local
+    assert f"proxy_next_upstream_tries {INGRESS_RETRY_TRIES};" in local

@@ -88,6 +88,8 @@ def test_module_installs_kuberay_and_team_namespaces_with_quotas(module) -> None
     res = blocks(module, "resource")
     kuberay = res["helm_release.kuberay_operator"]
     assert kuberay["chart"] == "kuberay-operator" and kuberay["version"] == "${var.kuberay_version}"
+    # The class cluster/ingresses/*.yaml name (their retry annotations need this controller).
+    assert res["helm_release.ingress_nginx"]["chart"] == "ingress-nginx"
     assert res["kubernetes_namespace_v1.team"]["for_each"] == "${var.teams}"
     quota = res["kubernetes_resource_quota_v1.team"]
     assert quota["for_each"] == "${var.teams}"
