@@ -53,8 +53,8 @@ INGRESS_RETRY_TRIES = 3
 of Serve: locally (``mlplat.deployment.ingress_up``) and on EKS (the rendered Ingresses)."""
 INGRESS_REPLAYED_ON = "error timeout http_500 http_502 non_idempotent"
 """NGINX ``proxy_next_upstream`` of data routes. Serve's proxy answers 500 for a request in
-flight at a replica that died; the router itself never answers 500, so a 500 there means the
-replica went away and the request can go again. ``non_idempotent``: predict and chat are POSTs
+flight at a replica that died; the router answers 500 itself only for a bug (bad input is a 4xx,
+a failing store a 503), so a 500 there means the replica went away and the request can go again. ``non_idempotent``: predict and chat are POSTs
 that change nothing. 503 (Serve's back-pressure) and 504 are not replayed. Admin routes are
 never replayed."""
 INGRESS_CLASS = "nginx"

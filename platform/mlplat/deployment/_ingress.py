@@ -3,8 +3,8 @@
 Serve's proxy does not retry a request once a replica has accepted it: when that replica dies
 (a spot node reclaimed, an OOM kill, ``ray.kill``), the proxy answers 500 to every request it
 had in flight there (ray-project/ray#52365: the documented proxy retries no longer exist).
-The router itself never answers 500 (bad input is a 4xx naming the field, a failing version
-falls back to the stable one). So a 500 from Serve on a data route means "the replica went
+The router answers 500 itself only for a bug (bad input is a 4xx naming the field, a failing
+version falls back to the stable one, a failing store is a 503). So a 500 from Serve on a data route means "the replica went
 away", and the request can be sent again: the proxy has already dropped the dead replica and
 routes the copy to a live one.
 
