@@ -35,6 +35,13 @@ class QuotaExceededError(UserError):
     http_status = 429
 
 
+class ConflictError(MlplatError):
+    """The action lost a race to a later one (a traffic change overtaken before it took effect);
+    nothing of it is left half-applied. Maps to a 409."""
+
+    http_status = 409
+
+
 class InfraError(MlplatError):
     """A backend (Ray, MLflow, Redis, storage) is unavailable; retrying may help."""
 

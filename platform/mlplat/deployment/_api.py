@@ -240,6 +240,7 @@ def set_traffic(
 
     Raises:
         NotFoundError: the app is not deployed.
+        ConflictError: a later traffic change overtook this one before it took effect (409).
         InfraError: the split was not in force before the rollback deadline
             (``slos.deployment.rollback_after_breach_s``) or the audit log is unavailable.
 
@@ -262,7 +263,7 @@ def set_traffic(
     if faults is not None:
         details["faults"] = faults
     with audited(sink, actor=actor, action="deployment.set_traffic", target=app.name,
-                 reason=reason, details=details) as recorded:
+                 reason=reason, details=details):
         built_app = build["app"]
         model = build["model"] or app.name
         user_config = RouterUserConfig.model_validate({
@@ -280,13 +281,8 @@ def set_traffic(
             route_prefix=built_app.serving.route_prefix,
             _blocking=False,
         )
-        superseded = wait_for_user_config(app.name, _read_user_config(app), user_config,
-                                          deadline)
-        if superseded is not None:
-            # A newer change won: its owner waits for it and prunes for its split (pruning for
-            # ours could delete a version it serves).
-            recorded["superseded_by"] = superseded.split.model_dump(mode="json")
-            return
+        # Overtaken by a later change: ConflictError, before pruning for a split that lost.
+        wait_for_user_config(app.name, _read_user_config(app), user_config, deadline)
         _wait_running(app, deadline, "traffic change")
         prune_versions(built_app, _separate_versions(built_app, split))
 

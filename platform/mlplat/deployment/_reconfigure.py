@@ -9,12 +9,12 @@ Two changers may race (the SLO guard's rollback and a person's ``set_traffic``; 
 controller and the guard). Serve keeps the last ``serve._run``. The one that lost would wait
 for a config that never comes and hold its caller (the guard's tick thread) until the rollback
 deadline. Each change carries ``issued_at``: a replica running a *later* change than ours means
-ours was superseded, and the wait ends there and says so. A replica still running an earlier
-one (Serve reconfigures replicas one by one) is waited for.
+ours was superseded, and the wait ends there with a ``ConflictError`` naming the winner (so the
+loser prunes nothing and a promotion does not record a stage it never got). A replica still
+running an earlier one (Serve reconfigures replicas one by one) is waited for.
 
 Example:
     >>> wait_for_user_config("fraud", read, wanted, deadline)   # doctest: +SKIP
-    None
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlplat.deployment._types import RouterUserConfig
-from mlplat.errors import InfraError
+from mlplat.errors import ConflictError, InfraError
 
 POLL_S = 0.1
 """How often the replica's config is read back while waiting."""
@@ -37,7 +37,7 @@ def wait_for_user_config(
     deadline: float,
     *,
     poll_s: float = POLL_S,
-) -> RouterUserConfig | None:
+) -> None:
     """Wait until a router replica of ``app_name`` runs ``wanted``.
 
     Args:
@@ -48,17 +48,13 @@ def wait_for_user_config(
         deadline: ``time.monotonic()`` by which it must be in force.
         poll_s: Polling interval.
 
-    Returns:
-        None once ``wanted`` is in force; the config in force instead when a later change
-        (``issued_at``) superseded this one.
-
     Raises:
-        InfraError: neither happened before ``deadline``.
+        ConflictError: a later change (``issued_at``) superseded this one; it names that split.
+        InfraError: ``wanted`` was not in force before ``deadline``.
 
     Example:
         >>> wait_for_user_config("fraud", lambda t: wanted.model_dump(mode="json"),
-        ...                      wanted, time.monotonic() + 5) is None
-        True
+        ...                      wanted, time.monotonic() + 5)
     """
     while True:
         remaining = deadline - time.monotonic()
@@ -72,9 +68,13 @@ def wait_for_user_config(
         if state is not None:
             running = RouterUserConfig.model_validate(state)
             if running == wanted:
-                return None
+                return
             if _later(running, wanted):
-                return running
+                raise ConflictError(
+                    f"traffic change {wanted.split.model_dump(mode='json')} of app '{app_name}' "
+                    f"was overtaken by a later one before it took effect: the app now runs "
+                    f"{running.split.model_dump(mode='json')}. Read the split again "
+                    f"(`mlplat deploy status`) and change it from there.")
         time.sleep(poll_s)
 
 

@@ -289,6 +289,7 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
     Raises:
         NotFoundError: the app is not deployed.
         UserError: invalid split/faults.
+        ConflictError: a later traffic change overtook this one before it took effect (409).
         InfraError: not in force within ``slos.deployment.rollback_after_breach_s``.
 
     Example:
@@ -324,12 +325,9 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
                                    user_config=user_config, guard=build["guard"]),
                    name=app_name, route_prefix=build["app"].serving.route_prefix,
                    _blocking=False)
-        superseded = wait_for_user_config(app_name, _read_user_config(app_name), user_config,
-                                          deadline)
-        if superseded is not None:
-            # A newer change won: its owner waits for it and prunes for its split.
-            info["superseded_by"] = superseded.split.model_dump(mode="json")
-        elif build["app"].serving.placement == "deployments":
+        # Overtaken by a later change: ConflictError, before pruning for a split that lost.
+        wait_for_user_config(app_name, _read_user_config(app_name), user_config, deadline)
+        if build["app"].serving.placement == "deployments":
             from mlplat.deployment import prune_version_apps
 
             # Once every router replica runs the new split, versions it no longer names go.
@@ -341,7 +339,7 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
         raise
     info["in_force_s"] = round(cfg.slos.deployment.rollback_after_breach_s
                                - (deadline - time.monotonic()), 3)
-    if action == "llm.set_traffic" and build["guard"] and "superseded_by" not in info:
+    if action == "llm.set_traffic" and build["guard"]:
         info["unblocked"] = _unblock(build["guard"], app_name, split)
     audit.append(actor, action, app_name, reason=reason, details=info)
 

@@ -8,7 +8,7 @@ import pytest
 
 from mlplat.contracts.v1 import TrafficSplit
 from mlplat.deployment import RouterUserConfig, wait_for_user_config
-from mlplat.errors import InfraError
+from mlplat.errors import ConflictError, InfraError
 
 
 def _config(weights: dict[str, float], issued_at: float | None) -> RouterUserConfig:
@@ -31,24 +31,27 @@ def test_returns_once_the_whole_config_is_in_force() -> None:
     ours = _config({"1": 50, "2": 50}, 2.0)
     same_split_other_faults = ours.model_copy(update={"stable": "1"})
     read = _replica(None, older, same_split_other_faults, ours)
-    assert wait_for_user_config("fraud", read, ours, time.monotonic() + 5, poll_s=0) is None
+    wait_for_user_config("fraud", read, ours, time.monotonic() + 5, poll_s=0)
+    assert read(1.0) == ours.model_dump(mode="json")  # it stopped at ours, not before
 
 
 def test_a_replica_still_on_an_earlier_change_is_waited_for() -> None:
     """Serve reconfigures replicas one by one: an older config is not a reason to stop."""
     ours = _config({"1": 0, "2": 100}, 20.0)
     read = _replica(_config({"1": 100}, 5.0), _config({"1": 50, "2": 50}, 10.0), ours)
-    assert wait_for_user_config("fraud", read, ours, time.monotonic() + 5, poll_s=0) is None
+    wait_for_user_config("fraud", read, ours, time.monotonic() + 5, poll_s=0)
+    assert read(1.0) == ours.model_dump(mode="json")
 
 
-def test_a_later_change_ends_the_wait_and_is_returned() -> None:
+def test_a_later_change_ends_the_wait_with_a_conflict_naming_the_winner() -> None:
     """The guard's rollback overtaken by a person's split must not hold the guard's thread
     until the rollback deadline (it did: 120 s)."""
     ours = _config({"1": 100, "2": 0}, 10.0)
     theirs = _config({"1": 75, "2": 25}, 11.0)
     started = time.monotonic()
-    won = wait_for_user_config("fraud", _replica(theirs), ours, started + 30, poll_s=0.01)
-    assert won == theirs
+    with pytest.raises(ConflictError, match=r"overtaken .* now runs .*'2': 25") as err:
+        wait_for_user_config("fraud", _replica(theirs), ours, started + 30, poll_s=0.01)
+    assert err.value.http_status == 409
     assert time.monotonic() - started < 1.0
 
 
