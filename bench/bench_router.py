@@ -214,17 +214,19 @@ def _steady_load(url: str, seconds: float, events: list[tuple[float, Any]],
 
 
 def _wait_replicas(app_name: str, n: int, timeout_s: float = 120.0) -> None:
-    """Until Serve has replaced a killed replica (the next drill needs both)."""
-    from ray.util.state import list_actors
+    """Until Serve has replaced a killed replica and the new one serves (RUNNING, not just an
+    actor that is still loading its models): the next drill needs both."""
+    from ray import serve
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
-                 if (a.get("name") or "").startswith(f"SERVE_REPLICA::{app_name}#router")]
-        if len(alive) >= n:
+        app = serve.status().applications.get(app_name)
+        router = app.deployments.get("router") if app else None
+        if router is not None and router.replica_states.get("RUNNING", 0) >= n \
+                and app.status == "RUNNING":
             return
         time.sleep(1.0)
-    raise RuntimeError(f"{app_name} did not get back to {n} replicas in {timeout_s:.0f} s")
+    raise RuntimeError(f"{app_name} did not get back to {n} running replicas in {timeout_s:.0f} s")
 
 
 def main() -> None:
