@@ -12,6 +12,7 @@ from mlplat.cluster._actors import PLATFORM_POOL as PLATFORM_POOL
 from mlplat.cluster._actors import node_info as node_info
 from mlplat.cluster._actors import platform_actor as platform_actor
 from mlplat.cluster._actors import survives_restart as survives_restart
+from mlplat.cluster._kuberay import INGRESS_READ_TIMEOUT_S as INGRESS_READ_TIMEOUT_S
 from mlplat.cluster._kuberay import INGRESS_REPLAYED_ON as INGRESS_REPLAYED_ON
 from mlplat.cluster._kuberay import INGRESS_RETRY_TRIES as INGRESS_RETRY_TRIES
 from mlplat.cluster._kuberay import NODE_GROUPS as NODE_GROUPS
@@ -37,6 +38,7 @@ from mlplat.cluster._render import write_rendered as write_rendered
 
 __all__ = [
     "GENERATED",
+    "INGRESS_READ_TIMEOUT_S",
     "INGRESS_REPLAYED_ON",
     "INGRESS_RETRY_TRIES",
     "NODE_GROUPS",

@@ -57,6 +57,8 @@ flight at a replica that died; the router answers 500 itself only for a bug (bad
 a failing store a 503), so a 500 there means the replica went away and the request can go again. ``non_idempotent``: predict and chat are POSTs
 that change nothing. 503 (Serve's back-pressure) and 504 are not replayed. Admin routes are
 never replayed."""
+INGRESS_READ_TIMEOUT_S = 300
+"""How long the ingress waits between two reads from Serve (a slow LLM generation included)."""
 INGRESS_CLASS = "nginx"
 SERVE_BUILDER = "mlplat.deployment.serve_app:build"
 """Fallback Serve import path when an app ships no serve_config.yaml (args: ``{"app": name}``)."""
@@ -339,7 +341,8 @@ def ingresses(ctx: RenderContext, app: AppView) -> list[dict[str, Any]]:
     (``INGRESS_REPLAYED_ON``), admin routes never."""
     prefix = app.serving.route_prefix.rstrip("/")
     annotation = "nginx.ingress.kubernetes.io/"
-    common = {f"{annotation}proxy-buffering": "off", f"{annotation}proxy-read-timeout": "300"}
+    common = {f"{annotation}proxy-buffering": "off",
+              f"{annotation}proxy-read-timeout": str(INGRESS_READ_TIMEOUT_S)}
     data = {f"{annotation}proxy-next-upstream": INGRESS_REPLAYED_ON,
             f"{annotation}proxy-next-upstream-tries": str(INGRESS_RETRY_TRIES)}
     admin = {f"{annotation}proxy-next-upstream": "off"}

@@ -216,12 +216,12 @@ class LLMRouter:
         except ValidationError as exc:
             raise UserError(f"invalid LLM router user_config for app '{self.app_name}': "
                             f"{exc}") from exc
-        return new, sorted(_named(new) - set(self.cores), key=int)
+        return new, sorted(split_versions(new.split) - set(self.cores), key=int)
 
     def commit(self, new: RouterUserConfig, loaded: Mapping[str, LLMCore]) -> None:
         """Swap in ``new`` with the freshly loaded cores; drop versions no longer named."""
         cores = {**self.cores, **loaded}
-        wanted = _named(new)
+        wanted = split_versions(new.split)
         missing = wanted - set(cores)
         if missing:
             raise UserError(f"versions {sorted(missing)} of app '{self.app_name}' are not loaded")
@@ -442,11 +442,6 @@ class LLMRouter:
 def split_versions(split: TrafficSplit) -> set[str]:
     """Every version ``split`` names: the weighted ones (weight 0 included) and the shadow."""
     return set(split.weights) | ({split.shadow} if split.shadow else set())
-
-
-def _named(config: RouterUserConfig) -> set[str]:
-    """Every version ``config`` needs loaded."""
-    return split_versions(config.split)
 
 
 def _response_text(body: Mapping[str, Any]) -> str:
