@@ -289,37 +289,59 @@ def drill_nodes(ray_cluster: str) -> Iterator[DrillNodes]:
         nodes.close()
 
 
+DRAIN_DEADLINE_S = 10
+DRAIN_OVERRIDES = {**OVERRIDES, "checkpoint_every_steps": PLANNED_STEPS + 1}
+"""No periodic checkpoint at all in the drain drill (only epoch ends): every step the deadline
+allows after the drain (10 s / 0.3 s ≈ 33) could otherwise hold one, and a periodic checkpoint
+must never pass for a just-in-time one."""
+
+
 def test_drained_node_checkpoints_just_in_time(env, session_home: Path, drill_nodes, ray_cluster):
     cfg, app, dataset, reference = env
     run = f"it-fault-drain-{uuid.uuid4().hex[:6]}"
     run_dir = session_home / "checkpoints" / run
     fut = _thread(
-        lambda: train(cfg, app, str(dataset), run_name=run, overrides=OVERRIDES,
+        lambda: train(cfg, app, str(dataset), run_name=run, overrides=DRAIN_OVERRIDES,
                       min_step_s=MIN_STEP_S, node_labels=drill_nodes.label)
     )
     _wait_for(lambda: any(s["step"] >= 3 for s in _executed(run_dir)), 120, "step 3")
     node_id = next(s for s in read_step_log(run_dir)["starts"] if s["rank"] == 0)["node_id"]
     drained_at = max(s["step"] for s in _executed(run_dir))
-    deadline_s = 10
+    drain_t = time.time()
     subprocess.run(
         [str(Path(sys.executable).with_name("ray")), "drain-node", f"--address={ray_cluster}",
          f"--node-id={node_id}", "--reason=DRAIN_NODE_REASON_PREEMPTION",
-         "--reason-message=spot", f"--deadline-remaining-seconds={deadline_s}"],
+         "--reason-message=spot", f"--deadline-remaining-seconds={DRAIN_DEADLINE_S}"],
         check=True, capture_output=True, timeout=60,
     )
     t_drain = time.monotonic()
     # The reclaim itself, once the deadline has passed (the run has moved off by then).
-    _wait_for(lambda: time.monotonic() > t_drain + deadline_s, deadline_s + 5, "the deadline")
+    _wait_for(lambda: time.monotonic() > t_drain + DRAIN_DEADLINE_S, DRAIN_DEADLINE_S + 5,
+              "the deadline")
     drill_nodes.remove(drill_nodes.node(node_id))
     result = fut.result(timeout=240)
-    numbers = _check_recovered(result, run_dir, reference, max_lost=0.1 * K)
-    resumed_at = numbers["resumed_at"]
-    # The checkpoint it resumed from was the just-in-time one, taken after the drain began
-    # (not the last periodic one), and nothing trained after it was thrown away.
-    assert resumed_at >= drained_at and resumed_at % K != 0, numbers
-    later = [s for s in read_step_log(run_dir)["starts"] if s["step"] == resumed_at]
+    log = read_step_log(run_dir)
+    timeline = {
+        "drained_at_step": drained_at,
+        "drain_t": round(drain_t, 2),
+        "deadline_t": round(drain_t + DRAIN_DEADLINE_S, 2),
+        "jit_checkpoints": log["preemptions"],
+        "attempts": _attempts(log["steps"]),
+    }
+    # One just-in-time checkpoint: the notice was seen after the drain, and the checkpoint
+    # saved before the node's deadline.
+    assert len(log["preemptions"]) == 1, f"no single just-in-time checkpoint: {timeline}"
+    jit = log["preemptions"][0]
+    assert jit["step"] >= drained_at, timeline
+    assert drain_t - 1 <= jit["notice_t"] <= jit["saved_t"], timeline
+    assert jit["deadline_t"] is not None and jit["saved_t"] <= jit["deadline_t"], timeline
+    # The run resumed from exactly that checkpoint, and nothing trained after it was lost
+    # (the workers stopped stepping once it was saved).
+    numbers = _check_recovered(result, run_dir, reference, max_lost=0)
+    assert numbers["resumed_at"] == jit["step"], {**timeline, **numbers}
+    later = [s for s in log["starts"] if s["step"] == numbers["resumed_at"]]
     assert later and all(s["node_id"] != node_id for s in later)  # it moved off the node
-    print(f"drain drill: drained at step {drained_at}, {numbers}")
+    print(f"drain drill: {timeline}, {numbers}")
 
 
 # --------------------------------------------------------------------------- job stop

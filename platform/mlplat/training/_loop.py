@@ -26,9 +26,9 @@ planned step (replayed steps replace, never duplicate, what a dead attempt did).
 STEP_LOG_DIR = "step_log"
 """Folder (under the run's checkpoint folder, local storage only) where rank 0 appends one JSON
 line per executed step and every rank one line per start: what really ran, replays included."""
-PREEMPTION_CHECK_EVERY_STEPS = 5
-"""How often workers ask whether a node is being drained. The call is a barrier across
-workers, so it runs on a step cadence (identical on every rank), not on every step."""
+PREEMPTION_LOG = "preemptions.jsonl"
+"""Step-log file where rank 0 records each just-in-time checkpoint: the step, when the drain
+notice was seen, when the checkpoint was saved, and the drain deadline (the drill's timeline)."""
 PREEMPTION_HOLD_GRACE_S = 30.0
 """After the just-in-time checkpoint workers stop stepping until Ray Train tears them down at
 the drain deadline; if they are still alive this long after it (drain cancelled), they resume."""
@@ -73,8 +73,9 @@ def read_step_log(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
 
     ``steps`` holds one record per optimizer step rank 0 executed (``step``, ``loss``,
     ``attempt``, ``t``), replays after a failure included; ``starts`` one record per worker
-    start (``rank``, ``pid``, ``node_id``, ``attempt``, ``step``, ``total_steps``). Empty for
-    remote storage.
+    start (``rank``, ``pid``, ``node_id``, ``attempt``, ``step``, ``total_steps``);
+    ``preemptions`` one record per just-in-time checkpoint (``step``, ``attempt``,
+    ``notice_t``, ``saved_t``, ``deadline_t``). Empty for remote storage.
 
     Example:
         >>> log = read_step_log(".mlplat/checkpoints/nightly")
@@ -82,8 +83,10 @@ def read_step_log(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
         [1, 2, 3]
     """
     folder = Path(run_dir) / STEP_LOG_DIR
-    out: dict[str, list[dict[str, Any]]] = {"steps": [], "starts": []}
-    for key, name in (("steps", "steps.jsonl"), ("starts", "starts.jsonl")):
+    out: dict[str, list[dict[str, Any]]] = {"steps": [], "starts": [], "preemptions": []}
+    for key, name in (
+        ("steps", "steps.jsonl"), ("starts", "starts.jsonl"), ("preemptions", PREEMPTION_LOG)
+    ):
         path = folder / name
         if path.is_file():
             out[key] = [json.loads(line) for line in path.read_text().splitlines() if line]
@@ -236,8 +239,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         plain_model.train()
         return out
 
+    def log_preemption(info: Any, notice_t: float) -> None:
+        if rank != 0 or log_dir is None:
+            return
+        deadline_ms = getattr(info, "deadline_ms", None)
+        _append_line(
+            log_dir / PREEMPTION_LOG,
+            {"step": global_step, "attempt": attempt, "notice_t": notice_t,
+             "saved_t": time.time(), "deadline_t": deadline_ms / 1000 if deadline_ms else None},
+        )
+
     saved_for_preemption = False
-    pending_hold: Any = None
+    pending_hold: tuple[Any, float] | None = None
     while epoch < epochs:
         shard = epoch_shard(len(x_train), world, rank, seed, epoch)
         loss_sum, loss_count = 0.0, 0
@@ -264,10 +277,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     )
             last_batch = b == n_batches - 1
             preemption = None
-            if global_step % PREEMPTION_CHECK_EVERY_STEPS == 0 and not saved_for_preemption:
-                # A spot node is being drained: checkpoint now so the restart loses little.
+            if not saved_for_preemption:
+                # Asked after every step, whatever the checkpoint interval: a drain notice that
+                # leaves one step's time before the deadline always gets its checkpoint. The
+                # call is one round trip to Ray Train's sync actor (rank 0's answer, broadcast,
+                # so every rank decides alike).
                 preemption = ray.train.get_preemption_info()
                 saved_for_preemption = preemption is not None
+            if preemption is not None:
+                notice_t = time.time()
             if (global_step % every == 0 or preemption is not None) and not last_batch:
                 metrics = {
                     "epoch": epoch,
@@ -279,9 +297,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 }
                 save_and_report(metrics, epoch, b + 1)
                 if preemption is not None:
+                    log_preemption(preemption, notice_t)
                     _hold_until_reclaimed(preemption)
             elif preemption is not None:  # last batch: the epoch-end checkpoint below is the JIT one
-                pending_hold = preemption
+                pending_hold = (preemption, notice_t)
             if min_step_s > 0:
                 # Rate limit (fault drills, benchmarks): a short run that lasts long enough.
                 time.sleep(max(0.0, min_step_s - (time.perf_counter() - step_started)))
@@ -300,6 +319,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             {k: metrics[k] for k in ("epoch", "step", "train_loss", "val_loss", "val_auc")}
         )
         save_and_report(metrics, epoch, 0)
-        if pending_hold is not None and epoch < epochs:
-            _hold_until_reclaimed(pending_hold)
+        if pending_hold is not None:
+            log_preemption(*pending_hold)
+            if epoch < epochs:
+                _hold_until_reclaimed(pending_hold[0])
         pending_hold = None
