@@ -242,9 +242,9 @@ def main() -> None:
         deploy,
         endpoint_url,
         ingress_up,
-        set_traffic,
         undeploy,
     )
+    from mlplat.deployment._api import apply_traffic
     from tests.integration.test_serving import _write_versions
 
     serial_n = int(os.environ.get("MLPLAT_BENCH_SERIAL", "400"))
@@ -307,7 +307,7 @@ def main() -> None:
                 on_url = deploy(cfg, on_app, TrafficSplit(weights={"1": 100}), actor="bench",
                                 reason="bench", loader=LocalModelLoader(str(tmp)),
                                 feature_lookup=lookup)
-                set_traffic(cfg, on_app, TrafficSplit(weights={"1": 100, "2": 0}, shadow="2"),
+                apply_traffic(cfg, on_app, TrafficSplit(weights={"1": 100, "2": 0}, shadow="2"),
                             actor="bench", reason="shadow bench",
                             faults={"2": {"delay_s": 1.0}})
                 shadow = _serial_pair(url, on_url, 2 * serial_n)
@@ -358,7 +358,7 @@ def main() -> None:
         target = iter(["2", "1"])
 
         def swap() -> None:
-            set_traffic(cfg, app, TrafficSplit(weights={next(target): 100}), actor="bench",
+            apply_traffic(cfg, app, TrafficSplit(weights={next(target): 100}), actor="bench",
                         reason="version swap under load")
 
         def kill_replica() -> None:

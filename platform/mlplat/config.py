@@ -301,6 +301,24 @@ class Scheduling(StrictModel):
     default_priority: str
 
 
+Role = Literal["viewer", "deployer", "incident-commander", "platform-admin"]
+"""What a person may do: ``viewer`` reads; ``deployer`` promotes, sets traffic, rolls back;
+``incident-commander`` may also override a gate or the shadow minimum; ``platform-admin``
+may do everything."""
+
+
+class Person(StrictModel):
+    """Someone (a person or a service such as CI) who acts on the platform with their own token.
+
+    The token itself lives in the environment variable ``token_env`` where the platform runs
+    (a Kubernetes Secret in production; in the local profile it is generated once into
+    ``<root>/secrets/token-<name>``). Whoever's token a call carries is who the audit log names.
+    """
+
+    token_env: str = Field(description="Environment variable holding this person's API token.")
+    roles: list[Role] = Field(min_length=1, description="What this person may do.")
+
+
 class Security(StrictModel):
     """Names of the environment variables holding secrets — never the secrets themselves.
 
@@ -308,9 +326,24 @@ class Security(StrictModel):
     in any other profile it must be set (see mlplat.secrets).
     """
 
-    admin_token_env: str = Field(description="Bearer token for admin HTTP routes.")
     webhook_secret_env: str = Field(description="HMAC secret of the MLflow registry webhook.")
     audit_signing_key_env: str = Field(description="HMAC key signing audit-log head checkpoints.")
+    token_env: str = Field(
+        "MLPLAT_TOKEN", description="Environment variable the `mlplat` CLI reads the caller's "
+        "own token from (sent with every privileged command; the platform resolves who it is).")
+    people: dict[str, Person] = Field(
+        min_length=1, description="Everyone who may act, by name: identity comes from the token "
+        "used, never from a free-text flag.")
+
+    @model_validator(mode="after")
+    def _distinct_token_vars(self) -> Security:
+        seen: dict[str, str] = {}
+        for name, person in self.people.items():
+            if person.token_env in seen:
+                raise ValueError(f"security.people.{name}.token_env '{person.token_env}' is also "
+                                 f"{seen[person.token_env]}'s: give each person their own variable")
+            seen[person.token_env] = name
+        return self
 
 
 # --------------------------------------------------------------------------- the whole file

@@ -3,8 +3,8 @@
 1. synthetic fraud transactions as parquet;  2. Feast apply + materialize (SQLite online store);
 3. `jobs/build_dataset.py` as a Ray job: point-in-time join on Ray Data → dataset + manifest;
 4. `jobs/train.py` as a Ray job, twice: TorchTrainer DDP on the training pool → MLflow run and
-   registered version with its model card;  5. gates, deploy v1, promote v2 through shadow →
-   canary → production;  6. prediction traffic at every stage;  7. drift report and cost report;
+   registered version with its model card;  5. the promotion controller releases v1 and
+   promotes v2 through its gates, shadow → canary → production;  6. prediction traffic at every stage;  7. drift report and cost report;
 8. audit chain verified.
 
 ``run_demo`` returns a ``DemoSummary`` so the e2e test asserts on the same flow users run.
@@ -32,7 +32,9 @@ from mlplat.errors import InfraError, UserError
 if TYPE_CHECKING:
     from mlplat.contracts.v1 import DriftReport
 
-DEMO_ACTOR = "demo@mlplat"
+DEMO_PERSON = "carol"
+"""Whose token the demo acts with (an incident commander in platform.yaml): the audit log
+names her, as it names whoever's token a command carries."""
 
 
 @dataclass
@@ -189,53 +191,88 @@ def _train(cfg: PlatformConfig, app: AppConfig, summary: DemoSummary, dashboard_
     return version
 
 
-def _gates(cfg: PlatformConfig, app: AppConfig, version: str, summary: DemoSummary,
-           console: Console) -> bool:
-    from mlplat.deployment import evaluate_gates, gates_passed
-    from mlplat.experiment import load_model_version
+def _print_gates(out: dict[str, Any], summary: DemoSummary, console: Console) -> bool:
+    """Print the controller's gate verdicts for one version; True when they all passed."""
+    gates: list[dict[str, Any]] = next(
+        (h["gates"] for h in out["history"] if h.get("event") == "gates"), [])
+    summary.gates[out["candidate"]] = gates
+    for g in gates:
+        console.print(f"  v{out['candidate']} gate {g['name']}: "
+                      f"{'PASS' if g['passed'] else 'FAIL'} — {g['detail']}")
+    return out["status"] in ("released", "running")
 
-    results = evaluate_gates(cfg, app, load_model_version(cfg, app.name, version))
-    summary.gates[version] = [r.model_dump() for r in results]
-    for r in results:
-        console.print(f"  v{version} gate {r.name}: {'PASS' if r.passed else 'FAIL'} — {r.detail}")
-    return gates_passed(results)
+
+def _stage_of(split: Any, candidate: str) -> str:
+    """The rollout stage a split belongs to (what the controller names it)."""
+    if split.shadow == candidate:
+        return "shadow"
+    pct = split.weights.get(candidate, 0.0)
+    return "production" if pct >= 100 else f"canary-{pct:g}"
 
 
 def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: DemoSummary,
-             requests_per_stage: int, console: Console) -> None:
-    from mlplat.contracts.v1 import TrafficSplit
-    from mlplat.deployment import deploy, run_promotion
-    from mlplat.experiment import set_alias
+             requests_per_stage: int, console: Console, timeout_s: float = 300.0) -> None:
+    """Release v1 and promote v2 through the promotion controller — the one path every
+    version takes — while traffic flows; each stage's traffic is recorded against the split
+    that was in force for all of it."""
+    from mlplat.deployment import current_split, promote, promotion_status
+    from mlplat.secrets import person_token
 
-    if not _gates(cfg, app, v1, summary, console):
-        raise UserError(f"{app.name} v{v1} failed its promotion gates; see above.")
+    token = person_token(cfg, DEMO_PERSON)
+    console.print(f"acting as {DEMO_PERSON} (an incident commander in platform.yaml "
+                  f"security.people) with the local token .mlplat/secrets/token-{DEMO_PERSON}")
     _drift_references(cfg, app, [v1, v2], summary)
     deployed_at = time.monotonic()
-    summary.endpoint = deploy(cfg, app, TrafficSplit(weights={v1: 100.0}), actor=DEMO_ACTOR,
-                              reason="first production deployment")
-    set_alias(cfg, app.name, "production", v1)
+    # A first release: nothing has been served, so the drift gate cannot be judged; the
+    # incident commander accepts that (audited). Every other gate is judged.
+    first = promote(cfg, app.name, v1, token=token, reason="first production deployment",
+                    override=True)
+    if not _print_gates(first, summary, console):
+        raise UserError(f"{app.name} v{v1} failed its promotion gates; see above.")
+    summary.endpoint = first["endpoint"]
     console.print(f"v{v1} is production at {summary.endpoint}")
     bodies = _request_pool(cfg, app)
     rng = random.Random(0)
     stage_stats = _send(summary, bodies, rng, requests_per_stage)
+    stage_stats.pop("latencies")
     summary.stages.append({"stage": "production-v1", "weights": {v1: 100.0}, **stage_stats})
 
-    if not _gates(cfg, app, v2, summary, console):
+    started = promote(cfg, app.name, v2, token=token, reason="retrained: wider model")
+    if not _print_gates(started, summary, console):
         console.print(f"v{v2} failed its gates: it stays out of traffic")
         return
-
-    def on_step(step: Any) -> None:
-        counts = _send(summary, bodies, rng, requests_per_stage)
-        summary.stages.append({"stage": step.stage, "weights": dict(step.split.weights),
-                               "shadow": step.split.shadow, **counts})
-        console.print(f"  {step.stage:<12} weights={dict(step.split.weights)} "
-                      f"shadow={step.split.shadow} observed={counts['observed']}")
-        if step.split.shadow:
-            summary.shadow = _shadow_stats(cfg, app)
-            console.print(f"  shadow comparisons: {summary.shadow}")
-
-    run_promotion(cfg, app, v1, v2, actor=DEMO_ACTOR, on_step=on_step)
-    set_alias(cfg, app.name, "production", v2)
+    by_stage: dict[str, dict[str, Any]] = {}
+    batch = max(10, requests_per_stage // 4)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rollout = promotion_status(cfg, app.name)["rollout"]
+        before = current_split(cfg, app)
+        counts = _send(summary, bodies, rng, batch)
+        if current_split(cfg, app) == before:  # the whole batch saw one split
+            stage = _stage_of(before, v2)
+            seen = by_stage.setdefault(stage, {"stage": stage, "weights": dict(before.weights),
+                                               "shadow": before.shadow, "observed": {},
+                                               "latencies": []})
+            for version, n in counts["observed"].items():
+                seen["observed"][version] = seen["observed"].get(version, 0) + n
+            seen["latencies"] += counts["latencies"]
+            if stage == "shadow" and not summary.shadow:
+                summary.shadow = _shadow_stats(cfg, app)
+        if rollout["status"] != "running" and "production" in by_stage \
+                and sum(by_stage["production"]["observed"].values()) >= requests_per_stage:
+            break
+        if rollout["status"] == "rolled_back":
+            raise InfraError(f"the controller rolled v{v2} back: {rollout['history'][-1]}")
+        if time.monotonic() > deadline:
+            raise InfraError(f"v{v2}'s rollout did not finish in {timeout_s:.0f} s: {rollout}")
+    for seen_stage in by_stage.values():
+        lat = sorted(seen_stage.pop("latencies"))
+        seen_stage["p50_ms"] = round(lat[len(lat) // 2], 2)
+        seen_stage["p99_ms"] = round(lat[max(0, int(len(lat) * 0.99) - 1)], 2)
+        summary.stages.append(seen_stage)
+        console.print(f"  {seen_stage['stage']:<12} weights={seen_stage['weights']} "
+                      f"shadow={seen_stage['shadow']} observed={seen_stage['observed']}")
+    console.print(f"  shadow comparisons: {summary.shadow}")
     summary.serving_s = time.monotonic() - deployed_at
 
 
@@ -309,7 +346,8 @@ def _send(summary: DemoSummary, bodies: list[dict[str, Any]], rng: random.Random
                 summary.responses.append(answer)
     latencies.sort()
     return {"observed": observed, "p50_ms": round(latencies[len(latencies) // 2], 2),
-            "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2)}
+            "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 2),
+            "latencies": latencies}
 
 
 def _drift(cfg: PlatformConfig, app: AppConfig, version: str, summary: DemoSummary,
@@ -390,3 +428,8 @@ def _print_summary(cfg: PlatformConfig, app: AppConfig, summary: DemoSummary,
     console.print(f"Via ingress:    POST {ingress_url(cfg)}{urlsplit(summary.endpoint).path}/predict")
     console.print(f"MLflow UI:      {mlflow_cmd}")
     console.print("Audit log:      .venv/bin/mlplat audit verify")
+    from mlplat.secrets import token_file
+
+    console.print(f"Act as yourself: export {cfg.security.token_env}=$(cat "
+                  f"{token_file(cfg, 'alice')})   # then `mlplat deploy status {app.name}`, "
+                  f"`mlplat rollback {app.name}`")

@@ -29,6 +29,25 @@ class NotFoundError(UserError):
     http_status = 404
 
 
+class AuthenticationError(UserError):
+    """No credential, or one that belongs to nobody in platform.yaml's ``security.people``."""
+
+    http_status = 401
+
+
+class PermissionDeniedError(UserError):
+    """The authenticated person lacks the role the action needs."""
+
+    http_status = 403
+
+
+class GateBlockedError(UserError):
+    """A version would get traffic without having passed the promotion gates and the shadow
+    stage (or an incident commander's override); the message names the gate. Maps to a 409."""
+
+    http_status = 409
+
+
 class QuotaExceededError(UserError):
     """A request would take a team past a quota from platform.yaml."""
 

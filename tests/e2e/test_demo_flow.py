@@ -168,3 +168,41 @@ def test_bad_predict_bodies_are_4xx_naming_the_field(demo) -> None:
         resp = client.post("/predict", json={**good, "entity": {"account_id": 987654321}})
         assert resp.status_code == 200
         assert "credit_limit" in resp.json()["features_missing"]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_the_readme_commands_work_after_the_demo(demo) -> None:
+    """`mlplat deploy status fraud` and `mlplat rollback fraud` (the README's) act on what the
+    demo left behind: the controller manages fraud, and the rollback is audited as the person
+    whose token was used. Last in the module: it changes the live split."""
+    from typer.testing import CliRunner
+
+    from mlplat.apps import load_app
+    from mlplat.cli import app as cli
+    from mlplat.deployment import current_split
+    from mlplat.governance import AuditLog
+    from mlplat.secrets import person_token
+
+    cfg, summary, _ = demo
+    v1, v2 = sorted(summary.versions, key=int)
+    # The demo promoted through the controller: all six gates, audited as carol.
+    gates = {g["name"] for g in summary.gates[v2]}
+    assert {"metric", "schema", "model_card", "contract", "features", "drift"} <= gates
+    runner = CliRunner()
+    status = runner.invoke(cli, ["deploy", "status", "fraud"], catch_exceptions=False)
+    assert status.exit_code == 0, status.output
+    assert f"last good version {v2}" in status.output and "status done" in status.output
+    refused = runner.invoke(cli, ["rollback", "fraud", "--reason", "no token"], env={
+        "MLPLAT_TOKEN": ""})
+    assert refused.exit_code == 2 and "token" in refused.output
+    before = AuditLog(cfg).head()[0]
+    back = runner.invoke(cli, ["rollback", "fraud", "--reason", "e2e: undo the demo promotion"],
+                         env={"MLPLAT_TOKEN": person_token(cfg, "alice")},
+                         catch_exceptions=False)
+    assert back.exit_code == 0, back.output
+    assert "status rolled_back" in back.output
+    assert current_split(cfg, load_app("fraud", cfg)).weights.get(v1) == 100.0
+    rolled = [e for e in AuditLog(cfg).events(before) if e.action == "deployment.rollback"]
+    assert [e.actor for e in rolled] == ["alice"]
+

@@ -47,7 +47,7 @@ def checkout(tmp_path: Path, ray_cluster: str, ray_dashboard_url: str,
     """A scratch platform checkout: platform.yaml (copied) and an empty apps/."""
     shutil.copy(REPO / "platform.yaml", tmp_path / "platform.yaml")
     (tmp_path / "apps").mkdir()
-    saved = {k: os.environ.get(k) for k in ("MLPLAT_CONFIG", "RAY_ADDRESS")}
+    saved = {k: os.environ.get(k) for k in ("MLPLAT_CONFIG", "RAY_ADDRESS", "MLPLAT_TOKEN")}
     os.environ["MLPLAT_CONFIG"] = str(tmp_path / "platform.yaml")
     os.environ["RAY_ADDRESS"] = ray_dashboard_url  # where `mlplat train` submits jobs
     cwd = os.getcwd()
@@ -153,6 +153,13 @@ def test_walkthrough_takes_a_new_app_to_production(checkout: Path, ray_dashboard
                 assert resp.status_code == 200, resp.text
                 assert resp.json()["version"] == "1" and 0 <= resp.json()["score"] <= 1
                 continue
+            if argv[0] == "export":  # export MLPLAT_TOKEN=$(cat .mlplat/secrets/token-NAME)
+                from mlplat.secrets import person_token
+
+                name, _, value = command.split(None, 1)[1].partition("=")
+                person = value.rsplit("token-", 1)[1].rstrip(")")
+                os.environ[name] = person_token(load_config(), person)
+                continue
             assert argv[0] == "mlplat", command
             if "--promote" in argv:  # the rollout needs live traffic to judge SLOs
                 from mlplat.data import raw_dir
@@ -182,7 +189,7 @@ def test_walkthrough_takes_a_new_app_to_production(checkout: Path, ray_dashboard
         train_out = outputs["mlplat train churn --epochs 3 --lr 0.01 --workers 2"]
         assert "registered churn version 1" in train_out and "MLflow run" in train_out
         assert "first release of churn: v1, status released" in \
-            outputs['mlplat deploy promote churn 1 --reason "first release"']
+            outputs['mlplat deploy promote churn 1 --reason "first release" --override']
         assert "last good version 2" in status
         found = outputs["mlplat catalog search churn"]
         assert "churn" in found and "risk" in found

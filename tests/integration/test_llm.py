@@ -385,11 +385,12 @@ class _Chats:
 
 def _promote_and_wait(llm2, version: str) -> dict[str, Any]:
     from mlplat.deployment import promote, promotion_status
+    from mlplat.secrets import person_token
     from tests.services import poll
 
     cfg, app, guard = llm2["cfg"], llm2["app"], llm2["guard"]
-    out = promote(cfg, app.name, version, actor="ci", reason=f"promote v{version}",
-                  controller=guard)
+    out = promote(cfg, app.name, version, token=person_token(cfg, "ci"),
+                  reason=f"promote v{version}", controller=guard)
     assert out["status"] == "running", out["history"]
     return poll(lambda: promotion_status(cfg, app.name, controller=guard)["rollout"],
                 lambda r: r["status"] != "running", 180, f"v{version}'s rollout to end")

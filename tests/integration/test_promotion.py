@@ -102,7 +102,7 @@ def promo(ray_cluster, tmp_path_factory):
         get_controller,
         undeploy,
     )
-    from mlplat.secrets import get_secret
+    from mlplat.secrets import get_secret, person_token
     from tests.services import free_port
 
     suffix = uuid.uuid4().hex[:6]
@@ -148,7 +148,7 @@ def promo(ray_cluster, tmp_path_factory):
         yield {"cfg": cfg, "app": app, "url": url, "http": http, "server": server,
                "client": client, "controller": controller, "handle": handle,
                "secret": get_secret(cfg, "webhook_secret"),
-               "token": get_secret(cfg, "admin_token")}
+               "tokens": {p: person_token(cfg, p) for p in ("alice", "carol", "dana")}}
     finally:
         http.close()
         try:
@@ -169,29 +169,52 @@ def _events(rollout: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return [h for h in rollout["history"] if h["event"] == name]
 
 
-def test_admin_routes_need_the_bearer_token_and_are_audited(promo) -> None:
+def test_admin_routes_act_as_the_tokens_owner_by_role_and_are_audited(promo) -> None:
     from mlplat.governance import AuditLog
 
-    http, url = promo["http"], promo["url"]
+    http, url, app = promo["http"], promo["url"], promo["app"]
     before = AuditLog(promo["cfg"]).head()[0]
     for path, body in [("/admin/rollback", {"reason": "x"}),
                        ("/admin/weights", {"weights": {"1": 100}, "reason": "x"}),
                        ("/admin/promote", {"version": "2", "reason": "x"}),
-                       ("/admin/override", {"person": "p", "reason": "x"})]:
+                       ("/admin/override", {"reason": "x"})]:
         r = http.post(f"{url}{path}", json=body)
         assert r.status_code == 401, (path, r.text)
         r = http.post(f"{url}{path}", json=body, headers={"Authorization": "Bearer wrong"})
         assert r.status_code == 401 and r.json()["field"] == "authorization"
-    denied = [e for e in AuditLog(promo["cfg"]).events(before)
-              if e.action.startswith("deployment.admin.") and e.outcome == "denied"]
+    denied = [e for e in AuditLog(promo["cfg"]).events(before) if e.outcome == "denied"
+              and e.target == app.name and e.action.startswith("deployment.")]
     assert len(denied) == 8
-    # With the token: a refused action is a 4xx naming the cause, never a 500.
-    r = http.post(f"{url}/admin/rollback", json={"reason": "nothing yet"},
-                  headers={"Authorization": f"Bearer {promo['token']}"})
+
+    def as_(person: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {promo['tokens'][person]}"}
+
+    # With a token: a refused action is a 4xx naming the cause, never a 500.
+    r = http.post(f"{url}/admin/rollback", json={"reason": "nothing yet"}, headers=as_("alice"))
     assert r.status_code == 400 and "nothing to roll back" in r.json()["error"]
     r = http.post(f"{url}/admin/weights", json={"weights": {"1": 60}, "reason": "bad"},
-                  headers={"Authorization": f"Bearer {promo['token']}"})
+                  headers=as_("alice"))
     assert r.status_code == 400 and r.json()["field"] == "weights"
+    # No way around the gates: v2 never went through them (409 naming the gate) …
+    canary = {"weights": {"1": 90, "2": 10}, "reason": "try v2 by hand"}
+    r = http.post(f"{url}/admin/weights", json=canary, headers=as_("alice"))
+    assert r.status_code == 409 and "gates: v2 never went through" in r.json()["error"], r.text
+    # … a viewer changes nothing, a deployer cannot override, an incident commander can.
+    r = http.post(f"{url}/admin/rollback", json={"reason": "x"}, headers=as_("dana"))
+    assert r.status_code == 403 and "deployer" in r.json()["error"]
+    r = http.post(f"{url}/admin/weights", json={**canary, "override": True}, headers=as_("alice"))
+    assert r.status_code == 403 and "incident-commander" in r.json()["error"]
+    r = http.post(f"{url}/admin/weights", json={**canary, "override": True,
+                                                "reason": "INC-3 hotfix"}, headers=as_("carol"))
+    assert r.status_code == 200, r.text
+    r = http.post(f"{url}/admin/weights", json={"weights": {"1": 100}, "reason": "back"},
+                  headers=as_("alice"))  # the last good version may always take traffic
+    assert r.status_code == 200, r.text
+    events = [(e.actor, e.action, e.outcome) for e in AuditLog(promo["cfg"]).events(before)
+              if e.target == app.name and e.action == "deployment.set_weights"]
+    assert events == [("alice", "deployment.set_weights", "denied"),
+                      ("carol", "deployment.set_weights", "ok"),
+                      ("alice", "deployment.set_weights", "ok")]
 
 
 def test_bad_webhook_signature_is_401_and_audited(promo) -> None:
@@ -218,24 +241,27 @@ def test_bad_webhook_signature_is_401_and_audited(promo) -> None:
 
 
 def test_injected_canary_errors_roll_back_with_no_failed_request(promo) -> None:
-    from mlplat.deployment import promote, set_traffic
+    from mlplat.deployment import promote
+    from mlplat.deployment._api import apply_traffic
 
     cfg, app = promo["cfg"], promo["app"]
     window = cfg.active_profile().promotion_timing.evaluation_window_s
     # Chaos knob: every live call of v2 fails; its shadow calls do not, so it reaches canary.
-    set_traffic(cfg, app, TrafficSplit(weights={"1": 100}), actor="ci", reason="chaos drill",
-                faults={"2": {"error_rate": 1.0, "live_only": True}})
+    apply_traffic(cfg, app, TrafficSplit(weights={"1": 100}), actor="ci", reason="chaos drill",
+                  faults={"2": {"error_rate": 1.0, "live_only": True}})
     traffic = Traffic(promo["url"])
     try:
-        started = promote(cfg, app.name, "2", actor="ci", reason="chaos drill",
-                          controller=promo["controller"])
+        # The test versions carry no training sample, so drift cannot be judged: the
+        # incident commander accepts that (this drill is about the canary, not the gates).
+        started = promote(cfg, app.name, "2", token=promo["tokens"]["carol"],
+                          reason="chaos drill", override=True, controller=promo["controller"])
         assert started["status"] == "running", started["history"]
         rollout = _wait(lambda: (s := _status(promo)["rollout"])["status"] != "running" and s,
                         240, "rollback")
     finally:
         traffic.stop()
-        set_traffic(cfg, app, TrafficSplit(weights={"1": 100}), actor="ci",
-                    reason="chaos drill over", faults={})
+        apply_traffic(cfg, app, TrafficSplit(weights={"1": 100}), actor="ci",
+                      reason="chaos drill over", faults={})
     assert rollout["status"] == "rolled_back", rollout["history"]
     canary = [h for h in _events(rollout, "stage") if h["stage"].startswith("canary")]
     back = _events(rollout, "rolled_back")[0]
@@ -266,7 +292,8 @@ def test_controller_killed_mid_rollout_completes(promo) -> None:
     cfg, app = promo["cfg"], promo["app"]
     traffic = Traffic(promo["url"], rps=15)
     try:
-        promote(cfg, app.name, "2", actor="ci", reason="retrain", controller=promo["controller"])
+        promote(cfg, app.name, "2", token=promo["tokens"]["carol"], reason="retrain",
+                override=True, controller=promo["controller"])
         _wait(lambda: _status(promo)["rollout"]["stage"].startswith("canary"), 240, "canary")
         pid = ray.get(promo["handle"].ping.remote())["pid"]
         ray.kill(promo["handle"], no_restart=False)
@@ -287,8 +314,9 @@ def test_controller_killed_mid_rollout_completes(promo) -> None:
 
 
 def test_staging_webhook_from_mlflow_server_promotes(promo) -> None:
-    """mlflow server → signed webhook → gates → shadow → canary → production."""
-    from mlplat.deployment import current_split, override
+    """mlflow server → signed webhook → every gate judged; one that cannot be judged blocks
+    until an incident commander accepts it → shadow → canary → production."""
+    from mlplat.deployment import current_split, override, promote
 
     cfg, app, client = promo["cfg"], promo["app"], promo["client"]
     # v1 goes back through promotion (v2 is production after the previous test).
@@ -299,9 +327,20 @@ def test_staging_webhook_from_mlflow_server_promotes(promo) -> None:
     assert rollout["source"] == "webhook"
     gates = {g["name"]: g for g in rollout["history"][0]["gates"]}
     assert {"metric", "schema", "model_card", "contract", "features", "drift"} <= set(gates)
-    assert all(g["passed"] for g in gates.values()), gates
-    with pytest.raises(Exception, match="person"):
-        override(cfg, app.name, person="", reason="no one", controller=promo["controller"])
+    # The test versions have no training sample registered: drift cannot be judged, and the
+    # webhook (which no person sent) cannot accept that — the rollout is rejected.
+    assert rollout["status"] == "rejected" and not gates["drift"]["judged"], gates
+    assert all(g["passed"] for name, g in gates.items() if name != "drift"), gates
+    with pytest.raises(Exception, match="incident-commander"):
+        promote(cfg, app.name, "1", token=promo["tokens"]["alice"], reason="accept drift",
+                override=True, controller=promo["controller"])
+    started = promote(cfg, app.name, "1", token=promo["tokens"]["carol"],
+                      reason="INC-5: accept unjudged drift", override=True,
+                      controller=promo["controller"])
+    assert started["status"] == "running" and started["started_by"] == "carol"
+    with pytest.raises(Exception, match="reason"):
+        override(cfg, app.name, token=promo["tokens"]["carol"], reason=" ",
+                 controller=promo["controller"])
     # Stages pass only once the candidate served promotion.min_stage_requests in them.
     traffic = Traffic(promo["url"])
     try:

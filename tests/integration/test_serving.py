@@ -197,13 +197,14 @@ def test_bad_bodies_are_4xx_naming_the_field(served) -> None:
 
 
 def test_shadow_and_reconfigure_without_restart(served) -> None:
-    from mlplat.deployment import current_split, router_stats, set_traffic
+    from mlplat.deployment import current_split, router_stats
+    from mlplat.deployment._api import apply_traffic
 
     cfg, app, client, url = served["cfg"], served["app"], served["client"], served["url"]
     before = router_stats(cfg, app)["replica"]
 
     shadowed = TrafficSplit(weights={"1": 100, "2": 0}, shadow="2")
-    set_traffic(cfg, app, shadowed, actor="ci", reason="shadow v2")
+    apply_traffic(cfg, app, shadowed, actor="ci", reason="shadow v2")
     assert current_split(cfg, app) == shadowed
     after = router_stats(cfg, app)["replica"]
     assert (after["actor_id"], after["pid"], after["replica_id"]) == (
@@ -223,7 +224,7 @@ def test_shadow_and_reconfigure_without_restart(served) -> None:
     assert shadow["agreement_rate"] < 0.5
 
     # Dropping v1 from the split unloads it, still without a restart.
-    set_traffic(cfg, app, TrafficSplit(weights={"2": 100}), actor="ci", reason="all on v2")
+    apply_traffic(cfg, app, TrafficSplit(weights={"2": 100}), actor="ci", reason="all on v2")
     stats = router_stats(cfg, app)
     assert stats["loaded_versions"] == ["2"]
     assert stats["replica"]["pid"] == before["pid"]
@@ -241,7 +242,8 @@ def test_shadow_and_reconfigure_without_restart(served) -> None:
 def test_version_swap_under_steady_load_fails_no_request(served) -> None:
     """Small-scale version of the bench's 10 clients × 10 rps: a swap costs no request."""
 
-    from mlplat.deployment import current_split, set_traffic
+    from mlplat.deployment import current_split
+    from mlplat.deployment._api import apply_traffic
 
     cfg, app, url = served["cfg"], served["app"], served["url"]
     start = current_split(cfg, app)
@@ -250,7 +252,7 @@ def test_version_swap_under_steady_load_fails_no_request(served) -> None:
     stop = threading.Event()
     threads = _load(f"{url}/predict", 4, "load", results, stop, pause_s=0.1)
     time.sleep(2)
-    set_traffic(cfg, app, TrafficSplit(weights={target: 100}), actor="ci",
+    apply_traffic(cfg, app, TrafficSplit(weights={target: 100}), actor="ci",
                 reason="swap under load")
     time.sleep(2)
     stop.set()
@@ -275,8 +277,8 @@ def test_a_killed_router_replica_fails_no_request_through_the_ingress(served, tm
         deploy,
         ingress_down,
         ingress_up,
-        set_traffic,
     )
+    from mlplat.deployment._api import apply_traffic
     from tests.services import free_port
 
     cfg, app = served["cfg"], served["app"]
@@ -286,8 +288,8 @@ def test_a_killed_router_replica_fails_no_request_through_the_ingress(served, tm
            loader=LocalModelLoader(str(served["root"])), feature_lookup=served["lookup"])
     # Every answer takes 0.3 s in the router, so the killed replica surely has requests in
     # flight (10 clients, about half on each replica): the drill cannot pass by luck.
-    set_traffic(cfg, app, split, actor="ci", reason="slow answers for the kill drill",
-                faults={v: {"delay_s": 0.3} for v in split.weights})
+    apply_traffic(cfg, app, split, actor="ci", reason="slow answers for the kill drill",
+                  faults={v: {"delay_s": 0.3} for v in split.weights})
 
     def replicas() -> list[str]:
         return sorted(a["name"] for a in list_actors(filters=[("state", "=", "ALIVE")],

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mlplat.cli._common import ConfigOption, JsonOption, config, console, print_json
+from mlplat.cli._common import ConfigOption, JsonOption, caller, config, console, print_json
 from mlplat.errors import UserError
 
 app = typer.Typer(help="The tamper-evident audit log. Example: `mlplat audit verify`.",
@@ -100,13 +100,13 @@ def checkpoint(config_path: Path | None = ConfigOption) -> None:
 @app.command("purge")
 def purge(
     before: str = typer.Option(..., help="Delete records older than this, ISO date (UTC)."),
-    actor: str = typer.Option(..., help="Who purges (audited)."),
     reason: str = typer.Option(..., help="Why, e.g. the retention ticket (audited)."),
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Delete records past the retention period (refused, and audited, otherwise).
 
-    Example: `mlplat audit purge --before 2019-01-01 --actor dpo --reason RET-7`.
+    Example: `mlplat audit purge --before 2019-01-01 --reason RET-7` (audited as the person
+    whose token is in $MLPLAT_TOKEN).
     """
     from datetime import UTC
 
@@ -117,5 +117,6 @@ def purge(
     except ValueError as exc:
         raise UserError(f"--before {before!r} is not an ISO date; use e.g. 2019-01-01.") from exc
     when = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    deleted = AuditLog(config(config_path)).purge(when, actor=actor, reason=reason)
+    cfg = config(config_path)
+    deleted = AuditLog(cfg).purge(when, actor=caller(cfg), reason=reason)
     typer.echo(f"purged {deleted} audit records older than {when.isoformat()}")

@@ -32,6 +32,20 @@ ServeConfigOption = typer.Option(
 WeightsArgument = typer.Argument(..., help="VERSION=PERCENT pairs summing to 100, e.g. 3=90 4=10.")
 ControllerOption = typer.Option("mlplat-promotion-controller", "--controller",
                                 help="Promotion-controller actor name.")
+OverrideOption = typer.Option(
+    False, "--override", help="As an incident commander: accept what could not be judged "
+    "(gates without data; versions that have not earned traffic). Audited.")
+
+
+def _token(cfg: PlatformConfig) -> str:
+    """The caller's own token ($MLPLAT_TOKEN): the platform resolves who it is and audits them."""
+    from mlplat.secrets import caller_token
+
+    try:
+        return caller_token(cfg)
+    except MlplatError as exc:
+        _fail(exc)
+        raise
 
 
 def _connect(cfg_path: Path | None) -> PlatformConfig:
@@ -96,11 +110,15 @@ def weights(
     weight: list[str] = WeightsArgument,
     shadow: str | None = typer.Option(None, "--shadow", help="Version to mirror traffic to."),
     reason: str = typer.Option(..., "--reason", help="Why (audited)."),
-    actor: str = typer.Option("cli", "--actor", help="Who (audited)."),
+    override: bool = OverrideOption,
+    controller: str = ControllerOption,
     config_path: Path | None = ConfigOption,
 ) -> None:
-    """Set the live split by hand (`mlplat deploy weights fraud 3=90 4=10 --reason 'test'`)."""
-    from mlplat.apps import load_app
+    """Set the live split by hand (`mlplat deploy weights fraud 3=90 4=10 --reason 'test'`).
+
+    Only versions that passed their gates and shadow stage (or are live already) may get
+    weight; anything else is refused naming the gate, unless an incident commander overrides.
+    """
     from mlplat.contracts.v1 import TrafficSplit
     from mlplat.deployment import set_traffic
 
@@ -121,7 +139,8 @@ def weights(
         console.print(f"[red]error:[/red] weights: {exc}")
         raise typer.Exit(2) from exc
     try:
-        set_traffic(cfg, load_app(app, cfg), split, actor=actor, reason=reason)
+        set_traffic(cfg, app, split, token=_token(cfg), reason=reason, override=override,
+                    controller=controller)
     except MlplatError as exc:
         _fail(exc)
     console.print(f"{app}: split now {split.weights} (shadow {split.shadow})")
@@ -132,17 +151,22 @@ def promote_cmd(
     app: str = typer.Argument(..., help="App name, e.g. fraud."),
     version: str = typer.Argument(..., help="Registered version to promote."),
     reason: str = typer.Option(..., "--reason", help="Why (audited)."),
-    actor: str = typer.Option("cli", "--actor", help="Who (audited)."),
+    override: bool = OverrideOption,
     controller: str = ControllerOption,
     config_path: Path | None = ConfigOption,
     json_out: bool = JsonOption,
 ) -> None:
-    """Gate VERSION and start its rollout (`mlplat deploy promote fraud 4 --reason retrain`)."""
+    """Gate VERSION and start its rollout (`mlplat deploy promote fraud 4 --reason retrain`).
+
+    A never-deployed app gets its first release; its drift gate cannot be judged before any
+    traffic, so an incident commander releases it with `--override`.
+    """
     from mlplat.deployment import promote
 
     cfg = _connect(config_path)
     try:
-        out = promote(cfg, app, version, actor=actor, reason=reason, controller=controller)
+        out = promote(cfg, app, version, token=_token(cfg), reason=reason, override=override,
+                      controller=controller)
     except MlplatError as exc:
         _fail(exc)
     _print_rollout(out, json_out)
@@ -153,18 +177,17 @@ def promote_cmd(
 @deploy_app.command("override")
 def override_cmd(
     app: str = typer.Argument(..., help="App name, e.g. fraud."),
-    person: str = typer.Option(..., "--person", help="The incident commander (audited)."),
     reason: str = typer.Option(..., "--reason", help="Incident and why (audited)."),
     controller: str = ControllerOption,
     config_path: Path | None = ConfigOption,
 ) -> None:
-    """Skip the shadow minimum of APP's rollout (`mlplat deploy override fraud --person carol
-    --reason 'INC-42 hotfix'`)."""
+    """Skip the shadow minimum of APP's rollout (`mlplat deploy override fraud --reason
+    'INC-42 hotfix'`); needs an incident commander's token."""
     from mlplat.deployment import override
 
     cfg = _connect(config_path)
     try:
-        out = override(cfg, app, person=person, reason=reason, controller=controller)
+        out = override(cfg, app, token=_token(cfg), reason=reason, controller=controller)
     except MlplatError as exc:
         _fail(exc)
     console.print(f"{app}: shadow minimum overridden by {out['override_by']}")
@@ -282,7 +305,6 @@ def _print_rollout(out: dict[str, Any], json_out: bool) -> None:
 def rollback(
     model: str = typer.Argument(..., help="App/model name, e.g. fraud."),
     reason: str = typer.Option("manual rollback", "--reason", help="Why (audited)."),
-    actor: str = typer.Option("cli", "--actor", help="Who (audited)."),
     controller: str = ControllerOption,
     config_path: Path | None = ConfigOption,
     json_out: bool = JsonOption,
@@ -292,7 +314,7 @@ def rollback(
 
     cfg = _connect(config_path)
     try:
-        out = do_rollback(cfg, model, actor=actor, reason=reason, controller=controller)
+        out = do_rollback(cfg, model, token=_token(cfg), reason=reason, controller=controller)
     except MlplatError as exc:
         _fail(exc)
     _print_rollout(out, json_out)

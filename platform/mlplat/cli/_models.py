@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from mlplat.cli._common import ConfigOption, JsonOption, config, console, print_json
+from mlplat.cli._common import ConfigOption, JsonOption, caller, config, console, print_json
 from mlplat.errors import UserError
 
 models_app = typer.Typer(help="Registered models: versions, cards, deletion guard.", no_args_is_help=True)
@@ -17,7 +16,6 @@ card_app = typer.Typer(help="Model cards (stored in the registry, one revision p
                        no_args_is_help=True)
 models_app.add_typer(card_app, name="card")
 
-ActorOption = typer.Option(None, "--actor", help="Who acts (audited; default: your login).")
 SetOption = typer.Option([], "--set", help="FIELD=VALUE (owner, description, intended_use, "
                          "limitations); repeatable.")
 CertOption = typer.Option(None, help="TLS certificate (Kubernetes needs TLS).")
@@ -29,10 +27,6 @@ def _ref(ref: str) -> tuple[str, str]:
     if not sep or not model or not version.isdigit():
         raise UserError(f"Expected MODEL:VERSION such as fraud:3, got {ref!r}.")
     return model, version
-
-
-def _actor(actor: str | None) -> str:
-    return actor or getpass.getuser()
 
 
 @models_app.command("versions")
@@ -115,7 +109,6 @@ def card_edit(
     ref: str = typer.Argument(..., help="MODEL:VERSION"),
     set_: list[str] = SetOption,
     reason: str = typer.Option(..., help="Why (audited)."),
-    actor: str | None = ActorOption,
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Append a card revision. Example:
@@ -130,8 +123,8 @@ def card_edit(
         if not sep:
             raise UserError(f"--set expects FIELD=VALUE, got {pair!r}.")
         changes[key.strip()] = value
-    card = edit_model_card(config(config_path), model, version, changes,
-                           actor=_actor(actor), reason=reason)
+    cfg = config(config_path)
+    card = edit_model_card(cfg, model, version, changes, actor=caller(cfg), reason=reason)
     console.print(f"{model} v{version}: card revision {card.revision} "
                   f"(sha256 {card_sha256(card)[:12]}…)")
 
@@ -140,14 +133,14 @@ def card_edit(
 def card_delete(
     ref: str = typer.Argument(..., help="MODEL:VERSION"),
     reason: str = typer.Option(..., help="Why (audited)."),
-    actor: str | None = ActorOption,
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Remove a version's card (refused while it serves traffic). Audited."""
     from mlplat.experiment import delete_model_card
 
     model, version = _ref(ref)
-    delete_model_card(config(config_path), model, version, actor=_actor(actor), reason=reason)
+    cfg = config(config_path)
+    delete_model_card(cfg, model, version, actor=caller(cfg), reason=reason)
     console.print(f"{model} v{version}: card removed (the version is no longer deployable)")
 
 
@@ -155,7 +148,6 @@ def card_delete(
 def delete(
     ref: str = typer.Argument(..., help="MODEL:VERSION, e.g. fraud:2"),
     reason: str = typer.Option(..., help="Why (audited)."),
-    actor: str | None = ActorOption,
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Delete a version, refused (exit 2, audited) while production/canary/shadow points at it.
@@ -165,7 +157,8 @@ def delete(
     from mlplat.experiment import delete_model_version
 
     model, version = _ref(ref)
-    delete_model_version(config(config_path), model, version, actor=_actor(actor), reason=reason)
+    cfg = config(config_path)
+    delete_model_version(cfg, model, version, actor=caller(cfg), reason=reason)
     console.print(f"deleted {model} v{version}")
 
 

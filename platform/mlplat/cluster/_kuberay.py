@@ -194,7 +194,9 @@ def image_for(ctx: RenderContext, pool: NodePool) -> str:
 
 def pod_env(ctx: RenderContext) -> list[dict[str, Any]]:
     sec = ctx.cfg.security
-    names = sorted({sec.admin_token_env, sec.webhook_secret_env, sec.audit_signing_key_env}
+    # Every person's token variable: the platform checks tokens, so it needs them all.
+    names = sorted({sec.webhook_secret_env, sec.audit_signing_key_env}
+                   | {p.token_env for p in sec.people.values()}
                    | ({a.password_env} if (a := ctx.cfg.profiles[ctx.profile].audit).type == "postgres"
                       else set()))
     return [{"name": "MLPLAT_PROFILE", "value": ctx.profile}] + [

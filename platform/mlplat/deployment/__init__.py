@@ -2,9 +2,11 @@
 mirroring, promotion gates and the promotion schedule.
 
 Example:
-    >>> from mlplat.deployment import deploy, set_traffic, TrafficSplit   # doctest: +SKIP
-    >>> url = deploy(cfg, app, TrafficSplit(weights={"1": 100}), actor="alice")
-    >>> set_traffic(cfg, app, TrafficSplit(weights={"1": 75, "2": 25}), actor="alice")
+    >>> from mlplat.deployment import promote, set_traffic, TrafficSplit   # doctest: +SKIP
+    >>> promote(cfg, "fraud", "1", token=alice, reason="first release", override=True)
+    >>> promote(cfg, "fraud", "2", token=alice, reason="retrain")   # shadow → canary → prod
+    >>> set_traffic(cfg, "fraud", TrafficSplit(weights={"1": 75, "2": 25}), token=alice,
+    ...             reason="hold the canary at 25 %")
 """
 
 from mlplat.contracts.v1 import GateResult as GateResult
@@ -14,11 +16,11 @@ from mlplat.deployment._admin import override as override
 from mlplat.deployment._admin import promote as promote
 from mlplat.deployment._admin import promotion_status as promotion_status
 from mlplat.deployment._admin import rollback as rollback
+from mlplat.deployment._admin import set_traffic as set_traffic
 from mlplat.deployment._api import current_split as current_split
 from mlplat.deployment._api import deploy as deploy
 from mlplat.deployment._api import endpoint_url as endpoint_url
 from mlplat.deployment._api import router_stats as router_stats
-from mlplat.deployment._api import set_traffic as set_traffic
 from mlplat.deployment._api import undeploy as undeploy
 from mlplat.deployment._audit import audit_sink as audit_sink
 from mlplat.deployment._contract import ServingContract as ServingContract
@@ -48,7 +50,6 @@ from mlplat.deployment._local import save_local_model as save_local_model
 from mlplat.deployment._promotion import SHADOW_STAGE as SHADOW_STAGE
 from mlplat.deployment._promotion import PromotionStep as PromotionStep
 from mlplat.deployment._promotion import promotion_plan as promotion_plan
-from mlplat.deployment._promotion import run_promotion as run_promotion
 from mlplat.deployment._reconfigure import wait_for_user_config as wait_for_user_config
 from mlplat.deployment._router import DriftSampler as DriftSampler
 from mlplat.deployment._router import RouterCore as RouterCore
@@ -144,7 +145,6 @@ __all__ = [
     "rollback",
     "router_app_of",
     "router_stats",
-    "run_promotion",
     "save_local_model",
     "schema_differences",
     "set_traffic",

@@ -36,7 +36,8 @@ def _call(cfg: PlatformConfig, controller: str, method: str, *args: Any) -> Any:
             raise
 
 
-def promote(cfg: PlatformConfig, app: str, version: str, *, actor: str, reason: str = "",
+def promote(cfg: PlatformConfig, app: str, version: str, *, token: str | None,
+            reason: str = "", override: bool = False,
             controller: str = CONTROLLER_ACTOR) -> dict[str, Any]:
     """Gate ``version`` and start its rollout (shadow → canary steps → production).
 
@@ -45,17 +46,27 @@ def promote(cfg: PlatformConfig, app: str, version: str, *, actor: str, reason: 
     ``production`` alias set and the app handed to the controller — so `mlplat deploy promote`
     is the one command for a new model and for every later version.
 
+    Args:
+        token: The caller's own token (``security.people``): the controller resolves who it
+            is, checks the ``deployer`` role and audits that person.
+        override: Accept gates that could not be judged (a first release has no served traffic
+            to judge drift on); needs the ``incident-commander`` role. A gate that was judged
+            and failed still rejects.
+
     Returns:
         The rollout; ``status`` is ``running``, ``released`` (first release) or ``rejected``
         (then ``history[0]["gates"]`` says which gate failed and why).
 
     Example:
-        >>> promote(cfg, "fraud", "4", actor="alice", reason="weekly retrain")["stage"]  # doctest: +SKIP
+        >>> promote(cfg, "fraud", "4", token=person_token(cfg, "alice"),
+        ...         reason="weekly retrain")["stage"]  # doctest: +SKIP
         'shadow'
     """
     if not _has_production(cfg, app, controller):
-        return first_release(cfg, app, version, actor=actor, reason=reason, controller=controller)
-    return _call(cfg, controller, "start", app, version, actor, reason, "manual")  # type: ignore[no-any-return]
+        return first_release(cfg, app, version, token=token, reason=reason, override=override,
+                             controller=controller)
+    return _call(cfg, controller, "start", app, version, token, reason, "manual",  # type: ignore[no-any-return]
+                 override)
 
 
 def _has_production(cfg: PlatformConfig, app: str, controller: str) -> bool:
@@ -67,39 +78,25 @@ def _has_production(cfg: PlatformConfig, app: str, controller: str) -> bool:
         return False
 
 
-def first_release(cfg: PlatformConfig, app: str, version: str, *, actor: str, reason: str = "",
+def first_release(cfg: PlatformConfig, app: str, version: str, *, token: str | None,
+                  reason: str = "", override: bool = False,
                   controller: str = CONTROLLER_ACTOR) -> dict[str, Any]:
-    """Gate ``version`` of a never-deployed app and, if it passes, serve it at 100 %.
-
-    Gates and the deployment are audited (``deployment.first_release``); a rejected version
-    leaves nothing deployed.
+    """Gate ``version`` of a never-deployed app in the controller and, if it passes, serve it
+    at 100 %. Every gate is judged (metric, schema, model card, serving contract, features,
+    drift); drift cannot be judged before any traffic, so a first release needs an incident
+    commander's ``override``. A rejected version leaves nothing deployed.
     """
-    import time
-
     from mlplat.apps import load_app
     from mlplat.contracts.v1 import TrafficSplit
     from mlplat.deployment._api import deploy
-    from mlplat.deployment._audit import audit_sink
-    from mlplat.deployment._gates import evaluate_gates, gates_passed
-    from mlplat.experiment import load_model_version, set_alias
+    from mlplat.experiment import set_alias
 
     manifest = load_app(app, cfg)
-    results = evaluate_gates(cfg, manifest, load_model_version(cfg, manifest.name, version))
-    passed = gates_passed(results)
-    gates = [r.model_dump() for r in results]
-    out: dict[str, Any] = {
-        "id": f"first-release-{manifest.name}-{version}", "app": manifest.name,
-        "baseline": None, "candidate": version, "source": "manual",
-        "stage": "production" if passed else "gates",
-        "status": "released" if passed else "rejected",
-        "history": [{"t": time.time(), "event": "gates", "passed": passed, "gates": gates}],
-    }
-    audit_sink(cfg)(actor, "deployment.first_release", manifest.name, reason=reason,
-                    details={"candidate": version, "gates": gates},
-                    outcome="ok" if passed else "denied")
-    if passed:
+    out: dict[str, Any] = _call(cfg, controller, "first_release", manifest, manifest.name,
+                                version, token, reason, override)
+    if out["status"] == "released":
         out["endpoint"] = deploy(cfg, manifest, TrafficSplit(weights={version: 100.0}),
-                                 actor=actor, reason=reason or "first release",
+                                 actor=out["started_by"], reason=reason or "first release",
                                  controller=controller)
         set_alias(cfg, manifest.name, "production", version)
         _register_retraining(manifest)
@@ -120,25 +117,44 @@ def _register_retraining(app: Any) -> None:
         pass
 
 
-def override(cfg: PlatformConfig, app: str, *, person: str, reason: str,
+def override(cfg: PlatformConfig, app: str, *, token: str | None, reason: str,
              controller: str = CONTROLLER_ACTOR) -> dict[str, Any]:
-    """Incident-commander override: end the shadow minimum now (audited with person, reason).
+    """Incident-commander override: end the shadow minimum now (audited: whose token, why).
 
     Example:
-        >>> override(cfg, "fraud", person="carol", reason="INC-42 hotfix")  # doctest: +SKIP
+        >>> override(cfg, "fraud", token=person_token(cfg, "carol"),
+        ...          reason="INC-42 hotfix")  # doctest: +SKIP
     """
-    return _call(cfg, controller, "override", app, person, reason)  # type: ignore[no-any-return]
+    return _call(cfg, controller, "override", app, token, reason)  # type: ignore[no-any-return]
 
 
-def rollback(cfg: PlatformConfig, app: str, *, actor: str, reason: str = "manual rollback",
+def rollback(cfg: PlatformConfig, app: str, *, token: str | None,
+             reason: str = "manual rollback",
              controller: str = CONTROLLER_ACTOR) -> dict[str, Any]:
     """All traffic back to the last good version (``mlplat rollback <app>``).
 
     Example:
-        >>> rollback(cfg, "fraud", actor="alice", reason="p99 regression")["status"]  # doctest: +SKIP
+        >>> rollback(cfg, "fraud", token=person_token(cfg, "alice"),
+        ...          reason="p99 regression")["status"]  # doctest: +SKIP
         'rolled_back'
     """
-    return _call(cfg, controller, "rollback", app, actor, reason)  # type: ignore[no-any-return]
+    return _call(cfg, controller, "rollback", app, token, reason)  # type: ignore[no-any-return]
+
+
+def set_traffic(cfg: PlatformConfig, app: str, split: Any, *, token: str | None, reason: str,
+                override: bool = False, controller: str = CONTROLLER_ACTOR) -> dict[str, Any]:
+    """Set the live split by hand, through the controller's gate check.
+
+    A version gets weight > 0 only when it is the last good version, is live already, or
+    passed its gates and completed its shadow stage; otherwise ``GateBlockedError`` (409)
+    names the gate — unless an incident commander sets ``override`` (audited).
+
+    Example:
+        >>> set_traffic(cfg, "fraud", TrafficSplit(weights={"1": 90, "2": 10}),
+        ...             token=person_token(cfg, "alice"), reason="more canary")  # doctest: +SKIP
+    """
+    return _call(cfg, controller, "set_weights", app,  # type: ignore[no-any-return]
+                 split.model_dump(mode="json"), token, reason, override)
 
 
 def promotion_status(cfg: PlatformConfig, app: str,

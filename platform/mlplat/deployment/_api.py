@@ -1,4 +1,4 @@
-"""deploy / set_traffic / current_split / router_stats: the router's control surface."""
+"""deploy / apply_traffic / current_split / router_stats: the router's control surface."""
 
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ def _handle(app: AppConfig) -> Any:
     except RayServeException as exc:
         raise NotFoundError(
             f"app '{app.name}' is not deployed on this Ray cluster ({exc}). "
-            f"Deploy it first: mlplat deploy {app.name}."
+            f"Release it first: `mlplat deploy promote {app.name} <version> --reason ...`."
         ) from exc
 
 
@@ -217,11 +217,15 @@ def _read_user_config(app: AppConfig) -> Callable[[float], dict[str, Any] | None
     return lambda timeout_s: _call(app, "user_config_state", timeout_s)
 
 
-def set_traffic(
+def apply_traffic(
     cfg: PlatformConfig, app: AppConfig, split: TrafficSplit, *, actor: str, reason: str = "",
     stable: str | None = None, faults: dict[str, Any] | None = None,
 ) -> None:
-    """Change the live weights / shadow of a deployed app without restarting its replicas.
+    """Apply a split to a deployed app's router without restarting its replicas.
+
+    The mechanism under the controller, which decides *whether* a version may have traffic
+    (``mlplat.deployment.set_traffic`` is the public, gate-checked way); tests and benchmarks
+    of the router's mechanics call it directly.
 
     Only the router's ``user_config`` changes; the build (loader, feature lookup, config) is
     read back from the running router, so replicas reconfigure in place, load versions they do
@@ -245,8 +249,8 @@ def set_traffic(
             (``slos.deployment.rollback_after_breach_s``) or the audit log is unavailable.
 
     Example:
-        >>> set_traffic(cfg, app, TrafficSplit(weights={"1": 75, "2": 25}), actor="alice",
-        ...             reason="canary 25 %")   # doctest: +SKIP
+        >>> apply_traffic(cfg, app, TrafficSplit(weights={"1": 75, "2": 25}), actor="alice",
+        ...               reason="canary 25 %")   # doctest: +SKIP
     """
     from ray import serve
 

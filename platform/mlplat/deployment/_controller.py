@@ -9,10 +9,16 @@ Stages come from ``promotion_plan``: shadow (at least ``promotion_timing.shadow_
 only by an audited incident-commander override) → each ``promotion.canary_steps_pct`` step →
 production. A stage is left only after it held for ``max(hold, evaluation_window_s)`` with the
 candidate inside its SLO over the last window; any breach rolls back to the last good version.
+
+The controller is also the only way a version gets traffic: a first release and every split
+set by hand pass ``clearance`` (gates passed and shadow completed, or an incident commander's
+override), and between rollouts it keeps judging every live version (``_guard``): a breach
+sends traffic back to the last good version.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -31,11 +37,13 @@ from mlplat.deployment._store import (
     PromotionStore,
     Rollout,
 )
-from mlplat.errors import NotFoundError, UserError
+from mlplat.errors import GateBlockedError, NotFoundError, UserError
 
 if TYPE_CHECKING:
     from mlplat.apps import AppConfig
     from mlplat.config import PlatformConfig
+
+_log = logging.getLogger(__name__)
 
 CONTROLLER_ACTOR = "mlplat-promotion-controller"
 """Default name of the detached controller actor (namespace ``mlplat``)."""
@@ -94,7 +102,8 @@ class PromotionController:
     def __init__(self, cfg: PlatformConfig, store: PromotionStore, port: ControllerPort,
                  audit: AuditSink, *, clock: Callable[[], float] = time.time,
                  poll_registry: bool = True, judge: Judge | None = None,
-                 app_type: Any = None, min_window_requests: int = 0) -> None:
+                 app_type: Any = None, min_window_requests: int = 0,
+                 guard_production: bool = True) -> None:
         self.cfg = cfg
         self.store = store
         self.port = port
@@ -114,6 +123,10 @@ class PromotionController:
         self._min_window_requests = min_window_requests
         self._started_at = clock()
         self._next_poll = 0.0
+        # Between rollouts every live version is judged too (off: a host with its own guard).
+        self._guard_production = guard_production
+        self._next_guard = 0.0
+        self._guard_alerted: dict[tuple[str, str], float] = {}
         self._verified: set[int] = set()
         # app → (rollout id, stage index, counted until, candidate requests in the stage).
         self._stage_served: dict[str, tuple[int, int, float, int]] = {}
@@ -144,7 +157,8 @@ class PromotionController:
         if managed is None:
             known = [a.app for a in self.store.apps()]
             raise NotFoundError(f"the promotion controller does not manage app '{name}' "
-                                f"(it manages {known}); deploy it with `mlplat deploy {name}`.")
+                                f"(it manages {known}); release it with `mlplat deploy promote {name} "
+                                "<version> --reason ...`.")
         import json
 
         app = app_type.model_validate({**json.loads(managed.app_json), "path": managed.app_path})
@@ -173,8 +187,11 @@ class PromotionController:
     # ------------------------------------------------------------------ commands
 
     def start(self, app_name: str, candidate: str, *, actor: str, reason: str = "",
-              source: str = "manual") -> dict[str, Any]:
+              source: str = "manual", override_by: str | None = None) -> dict[str, Any]:
         """Gate ``candidate`` and, if every gate passes, begin its rollout.
+
+        ``override_by`` (an incident commander, authorized by the caller) accepts gates that
+        could not be judged; a gate that was judged and failed still rejects.
 
         Returns:
             The rollout (``status`` ``running``, or ``rejected`` with the failed gates).
@@ -196,14 +213,7 @@ class PromotionController:
             if candidate == last_good:
                 raise UserError(f"version {candidate} is already production for '{app_name}'.")
             now = self.clock()
-            try:
-                model_obj = self.port.load_candidate(app, model, candidate)
-            except Exception as exc:
-                results = [GateResult(name="load", passed=False,
-                                      detail=f"cannot load {model} v{candidate}: "
-                                      f"{type(exc).__name__}: {exc}")]
-            else:
-                results = self._gates(app, model, candidate, model_obj, last_good)
+            results = self._load_and_gate(app, model, candidate, last_good, override_by)
             passed = gates_passed(results)
             if passed:
                 self.unblock(app_name, [candidate])  # a new rollout judges it afresh
@@ -215,37 +225,150 @@ class PromotionController:
                 status=RUNNING if passed else REJECTED, history=history, now=now)
             self.audit(actor, "deployment.promotion.gates", app_name, reason=reason,
                        details={"candidate": candidate, "production": last_good,
-                                "source": source, "gates": gates, "rollout": rollout.id},
+                                "source": source, "gates": gates, "rollout": rollout.id,
+                                "override_by": override_by},
                        outcome="ok" if passed else "denied")
             return self._summary(rollout)
 
-    def _gates(self, app: AppConfig, model: str, candidate: str, model_obj: Any,
-               last_good: str | None) -> list[GateResult]:
-        own = getattr(self.port, "candidate_gates", None)
-        if own is not None:
-            return list(own(app, model, candidate, model_obj, last_good))
-        drift, extras = self.port.gate_extras(app, model, candidate, model_obj, last_good)
-        results = evaluate_gates(self.cfg, app, model_obj, drift_share=drift) + extras
-        if drift is None:
-            results.append(GateResult(
-                name="drift", passed=True,
-                detail="no served data in the monitor to compare with the training "
-                "reference yet (first release or monitor absent): nothing to block on"))
-        return results
+    def first_release(self, app: AppConfig, model: str, version: str, *, actor: str,
+                      reason: str = "", override_by: str | None = None) -> dict[str, Any]:
+        """Judge every gate for the first version of a never-deployed app.
 
-    def override(self, app_name: str, person: str, reason: str) -> dict[str, Any]:
-        """Incident-commander bypass of the shadow minimum: names a person and a reason.
+        The same gates as a rollout (metric, schema, model card, serving contract, features,
+        drift); nothing is served yet, so the drift gate cannot be judged and needs an incident
+        commander's ``override_by``. The caller deploys only a ``released`` answer; the app is
+        registered (no production yet) either way.
 
         Raises:
-            UserError: no person/reason, or no rollout in its shadow stage.
+            UserError: the app already has a production version (promote instead).
+        """
+        with self._lock:
+            managed = self.store.app(app.name)
+            if managed is not None and managed.last_good is not None:
+                raise UserError(f"app '{app.name}' already serves v{managed.last_good}: "
+                                f"`mlplat deploy promote {app.name} {version}` rolls out a new "
+                                "version through shadow and canary.")
+            self.register_app(app, model, None, replace=False)
+            results = self._load_and_gate(app, model, version, None, override_by)
+            passed = gates_passed(results)
+            gates = [r.model_dump() for r in results]
+            self.audit(actor, "deployment.first_release", app.name, reason=reason,
+                       details={"candidate": version, "gates": gates,
+                                "override_by": override_by},
+                       outcome="ok" if passed else "denied")
+            return {"id": f"first-release-{app.name}-{version}", "app": app.name,
+                    "baseline": None, "candidate": version, "source": "manual",
+                    "started_by": actor, "stage": "production" if passed else "gates",
+                    "status": "released" if passed else "rejected",
+                    "history": [{"t": self.clock(), "event": "gates", "passed": passed,
+                                 "gates": gates}]}
+
+    # ------------------------------------------------------------------ traffic by hand
+
+    def clearance(self, app_name: str, split: TrafficSplit) -> dict[str, str]:
+        """Versions ``split`` would give traffic that have not earned it: version → the gate
+        that blocks it. Empty when every version with weight > 0 is the last good version, is
+        live already, was production before, or passed its gates and completed its shadow
+        stage."""
+        _app, _model, last_good = self._app(app_name)
+        current = self.port.current_split(_app)
+        live = {v for v, w in (current.weights.items() if current else ()) if w > 0}
+        blocked: dict[str, str] = {}
+        for version, weight in sorted(split.weights.items()):
+            if weight <= 0 or version == last_good or version in live \
+                    or self.store.was_production(app_name, version):
+                continue
+            r = self.store.latest_for(app_name, version)
+            if r is None:
+                blocked[version] = (f"gates: v{version} never went through the promotion gates "
+                                    f"(`mlplat deploy promote {app_name} {version}`)")
+            elif r.status == REJECTED:
+                failed = [g["name"] for h in r.history if h.get("event") == "gates"
+                          for g in h.get("gates", []) if not g.get("passed")]
+                blocked[version] = f"gates: v{version} failed gate(s) {failed}"
+            elif r.status == ROLLED_BACK:
+                why = next((h.get("why") for h in reversed(r.history)
+                            if h.get("event") == "rolled_back"), "")
+                blocked[version] = f"rollback: v{version} was rolled back ({why})"
+            elif r.status == RUNNING and not any(
+                    h.get("event") == "stage_passed" and h.get("stage") == SHADOW_STAGE
+                    for h in r.history):
+                blocked[version] = f"shadow: v{version} has not completed its shadow stage"
+        return blocked
+
+    def set_weights(self, app_name: str, split: TrafficSplit, *, actor: str, reason: str,
+                    override_by: str | None = None) -> dict[str, Any]:
+        """A split set by hand: only versions that earned traffic (``clearance``) get weight,
+        unless an incident commander (``override_by``, authorized by the caller) overrides.
+
+        Raises:
+            GateBlockedError: a version has not earned traffic (409, naming the gate).
+            UserError: a rollout is running (roll it back or wait).
+        """
+        with self._lock:
+            app, _model, _last_good = self._app(app_name)
+            if self.store.active(app_name):
+                raise UserError(f"app '{app_name}' is in a rollout; `mlplat rollback "
+                                f"{app_name}` (or wait) before setting weights by hand.")
+            blocked = self.clearance(app_name, split)
+            details: dict[str, Any] = {"split": split.model_dump(mode="json"),
+                                       "blocked": blocked, "override_by": override_by}
+            if blocked and override_by is None:
+                self.audit(actor, "deployment.set_weights", app_name, reason=reason,
+                           details=details, outcome="denied")
+                raise GateBlockedError(
+                    f"{app_name}: " + "; ".join(blocked.values()) + ". Promote it through "
+                    "the controller, or have an incident commander override.")
+            self.unblock(app_name, {v for v, w in split.weights.items() if w > 0}
+                         | ({split.shadow} if split.shadow else set()))
+            self.port.apply_split(app, split, stable=None, actor=actor, reason=reason)
+            self.audit(actor, "deployment.set_weights", app_name, reason=reason, details=details)
+            return {"app": app_name, "split": split.model_dump(mode="json"),
+                    "overridden": blocked}
+
+    def _load_and_gate(self, app: AppConfig, model: str, candidate: str,
+                       last_good: str | None, override_by: str | None) -> list[GateResult]:
+        try:
+            model_obj = self.port.load_candidate(app, model, candidate)
+        except Exception as exc:
+            return [GateResult(name="load", passed=False, detail=f"cannot load {model} "
+                               f"v{candidate}: {type(exc).__name__}: {exc}")]
+        return self._gates(app, model, candidate, model_obj, last_good, override_by)
+
+    def _gates(self, app: AppConfig, model: str, candidate: str, model_obj: Any,
+               last_good: str | None, override_by: str | None = None) -> list[GateResult]:
+        own = getattr(self.port, "candidate_gates", None)
+        if own is not None:
+            results = list(own(app, model, candidate, model_obj, last_good))
+        else:
+            drift, extras = self.port.gate_extras(app, model, candidate, model_obj, last_good)
+            results = evaluate_gates(self.cfg, app, model_obj, drift_share=drift) + extras
+            if drift is None:
+                results.append(GateResult(
+                    name="drift", passed=False, judged=False,
+                    detail="cannot be judged: the drift monitor has no served traffic of "
+                    f"'{model}' to compare with v{candidate}'s training reference (first "
+                    "release, or the monitor is down); an incident commander may accept it "
+                    "(--override)"))
+        if override_by is None:
+            return results
+        return [r if r.judged or r.passed else r.model_copy(update={
+            "passed": True, "detail": f"{r.detail} — accepted unjudged by incident commander "
+            f"{override_by}"}) for r in results]
+
+    def override(self, app_name: str, person: str, reason: str) -> dict[str, Any]:
+        """Incident-commander bypass of the shadow minimum, by ``person`` (authenticated and
+        authorized as an incident commander by the caller) for a stated reason.
+
+        Raises:
+            UserError: no reason, or no rollout in its shadow stage.
         """
         with self._lock:
             if not person.strip() or not reason.strip():
                 self.audit(person or "unknown", "deployment.promotion.override", app_name,
-                           reason=reason, details={"error": "person and reason required"},
+                           reason=reason, details={"error": "a reason is required"},
                            outcome="denied")
-                raise UserError("an override must name the incident commander (person) and a "
-                                "reason, e.g. --person alice --reason 'INC-42 hotfix'.")
+                raise UserError("an override needs a reason, e.g. --reason 'INC-42 hotfix'.")
             running = self.store.active(app_name)
             if not running or self._stage_name(running[0]) != SHADOW_STAGE:
                 where = self._stage_name(running[0]) if running else "no rollout"
@@ -323,6 +446,67 @@ class PromotionController:
                 r.history.append({"t": self.clock(), "event": "error",
                                   "error": f"{type(exc).__name__}: {exc}"})
                 self.store.save(r, self.clock())
+        if self._guard_production and now >= self._next_guard:
+            self._next_guard = now + self.poll_interval_s
+            for managed in self.store.apps():
+                if managed.last_good is None or self.store.active(managed.app):
+                    continue
+                try:
+                    with self._lock:
+                        self._guard(managed.app)
+                except Exception:  # one app's failure must not stop guarding the others
+                    _log.exception("production guard of app %s failed", managed.app)
+
+    # ------------------------------------------------------------------ guarding production
+
+    def _guard(self, app_name: str) -> None:
+        """Judge every live version of an app no rollout is changing; a breach sends its
+        traffic back to the last good version (a hand-set canary) or undoes the promotion
+        that made it production. Recorded as a rollout with ``source="guard"``."""
+        now = self.clock()
+        if now - self._started_at < self.window_s or self.store.active(app_name):
+            return  # judge only a window this process observed itself
+        app, model, last_good = self._app(app_name)
+        split = self.port.current_split(app)
+        if split is None:
+            return
+        needed = max(1, self.cfg.promotion.min_stage_requests)
+        for version, weight in sorted(split.weights.items()):
+            stats = self.slo.window(app_name, version, now - self.window_s, now)
+            if weight <= 0 or stats.requests < needed:
+                continue
+            why = self._judge(stats)
+            if not why:
+                continue
+            target = self._guard_target(app_name, version, last_good)
+            if target is None:
+                last = self._guard_alerted.get((app_name, version), -1e18)
+                if now - last >= 10 * self.window_s:
+                    self._guard_alerted[(app_name, version)] = now
+                    self.port.alert(app, "critical", f"{app_name}: live v{version} breaches its "
+                                    f"SLO ({why}) and no earlier good version is known",
+                                    {"app": app_name, "model": model, "version": version})
+                continue
+            r = self.store.create_rollout(
+                app=app_name, model=model, baseline=target, candidate=version,
+                started_by="promotion-controller", source="guard",
+                reason=f"production guard: live v{version} breached its SLO",
+                status=RUNNING, history=[{"t": now, "event": "guard", "split":
+                                          split.model_dump(mode="json")}], now=now)
+            self._rollback(r, why=f"SLO breach of live v{version}: {why}",
+                           actor="promotion-controller", stats=stats)
+            return
+
+    def _guard_target(self, app_name: str, version: str, last_good: str | None) -> str | None:
+        """Where a breaching live version's traffic goes: the last good version, or — when
+        the breaching version is the last good one — the production before its promotion."""
+        if version != last_good:
+            return last_good
+        latest = self.store.latest(app_name)
+        if latest is not None and latest.status == DONE and latest.candidate == version \
+                and latest.baseline != version:
+            return latest.baseline
+        return None
 
     def _poll(self) -> None:
         for managed in self.store.apps():
@@ -364,6 +548,8 @@ class PromotionController:
         return served
 
     def _stage_name(self, r: Rollout) -> str:
+        if r.source == "guard":
+            return "live"
         plan = promotion_plan(self.cfg, r.baseline, r.candidate)
         return plan[min(r.stage_idx, len(plan) - 1)].stage
 

@@ -76,9 +76,9 @@ class ServePort:
 
     def apply_split(self, app: AppConfig, split: TrafficSplit, *, stable: str | None,
                     actor: str, reason: str) -> None:
-        from mlplat.deployment._api import set_traffic
+        from mlplat.deployment._api import apply_traffic
 
-        set_traffic(self.cfg, app, split, actor=actor, reason=reason, stable=stable)
+        apply_traffic(self.cfg, app, split, actor=actor, reason=reason, stable=stable)
 
     def current_split(self, app: AppConfig) -> TrafficSplit | None:
         from mlplat.deployment._api import current_split
@@ -90,9 +90,13 @@ class ServePort:
 
     def load_candidate(self, app: AppConfig, model: str, version: str) -> Any:
         from mlplat.deployment._types import ExperimentPlaneLoader
+        from mlplat.errors import NotFoundError
 
-        loader = self._build(app).get("loader") or ExperimentPlaneLoader(self.cfg)
-        return loader(model, version)
+        try:
+            loader = self._build(app).get("loader")
+        except NotFoundError:  # a first release: nothing deployed yet, the default loader
+            loader = None
+        return (loader or ExperimentPlaneLoader(self.cfg))(model, version)
 
     def gate_extras(self, app: AppConfig, model: str, version: str, candidate: Any,
                     production: str | None) -> tuple[float | None, list[GateResult]]:
@@ -169,23 +173,64 @@ class ServePort:
 
 class ControllerCommands:
     """The controller's commands as actor methods (``mlplat.deployment.promote`` & co. call
-    them by name), for any actor holding a ``PromotionController`` in ``_controller``."""
+    them by name), for any actor holding a ``PromotionController`` in ``_controller``.
+
+    Every command that changes something takes the caller's *token*, never a name: the
+    platform resolves whose it is (``mlplat.secrets.identify``), checks the role the command
+    needs, and audits that person — a refusal (401 no/unknown token, 403 missing role) too.
+    """
 
     _controller: PromotionController
+
+    def _who(self, token: str | None, app: str, action: str, *,
+             incident_commander: bool = False) -> str:
+        from mlplat.errors import MlplatError
+        from mlplat.secrets import identify
+
+        name = "anonymous"
+        try:
+            who = identify(self._controller.cfg, token)
+            name = who.name
+            who.require("deployer", action.replace("_", " "))
+            if incident_commander:
+                who.require("incident-commander", f"{action.replace('_', ' ')} with an override")
+        except MlplatError as exc:
+            self._controller.audit(name, f"deployment.{action}", app, reason=str(exc),
+                                   details={"error": str(exc)}, outcome="denied")
+            raise
+        return name
 
     def register_app(self, app: Any, model: str, production: str | None,
                      replace: bool = True) -> None:
         self._controller.register_app(app, model, production, replace)
 
-    def start(self, app: str, candidate: str, actor: str, reason: str = "",
-              source: str = "manual") -> dict[str, Any]:
-        return self._controller.start(app, candidate, actor=actor, reason=reason, source=source)
+    def start(self, app: str, candidate: str, token: str | None, reason: str = "",
+              source: str = "manual", override: bool = False) -> dict[str, Any]:
+        who = self._who(token, app, "promote", incident_commander=override)
+        return self._controller.start(app, candidate, actor=who, reason=reason, source=source,
+                                      override_by=who if override else None)
 
-    def override(self, app: str, person: str, reason: str) -> dict[str, Any]:
-        return self._controller.override(app, person, reason)
+    def first_release(self, app: Any, model: str, version: str, token: str | None,
+                      reason: str = "", override: bool = False) -> dict[str, Any]:
+        who = self._who(token, app.name, "first_release", incident_commander=override)
+        return self._controller.first_release(app, model, version, actor=who, reason=reason,
+                                              override_by=who if override else None)
 
-    def rollback(self, app: str, actor: str, reason: str) -> dict[str, Any]:
-        return self._controller.rollback(app, actor=actor, reason=reason)
+    def override(self, app: str, token: str | None, reason: str) -> dict[str, Any]:
+        who = self._who(token, app, "promotion_override", incident_commander=True)
+        return self._controller.override(app, who, reason)
+
+    def rollback(self, app: str, token: str | None, reason: str) -> dict[str, Any]:
+        who = self._who(token, app, "rollback")
+        return self._controller.rollback(app, actor=who, reason=reason)
+
+    def set_weights(self, app: str, split: dict[str, Any], token: str | None, reason: str,
+                    override: bool = False) -> dict[str, Any]:
+        """A hand-set split: versions that have not earned traffic are refused (409 naming
+        the gate) unless an incident commander overrides."""
+        who = self._who(token, app, "set_weights", incident_commander=override)
+        return self._controller.set_weights(app, TrafficSplit.model_validate(split), actor=who,
+                                            reason=reason, override_by=who if override else None)
 
     def status(self, app: str) -> dict[str, Any]:
         return self._controller.status(app)
@@ -234,22 +279,6 @@ class ControllerActor(ControllerCommands):
                                               reason=f"registry webhook: staging → v{version}",
                                               source="webhook"))
         return out
-
-    def set_weights(self, app: str, split: dict[str, Any], actor: str,
-                    reason: str) -> dict[str, Any]:
-        """A hand-set split for a managed app (refused while a rollout runs: roll back first)."""
-        from mlplat.errors import UserError
-
-        controller = self._controller
-        if controller.store.active(app):
-            raise UserError(f"app '{app}' is in a rollout; `mlplat rollback {app}` (or wait) "
-                            "before setting weights by hand.")
-        app_cfg, _model, _last_good = controller._app(app)
-        new = TrafficSplit.model_validate(split)
-        controller.unblock(app, {v for v, w in new.weights.items() if w > 0} | {new.shadow})
-        controller.port.apply_split(app_cfg, new, stable=None, actor=actor, reason=reason)
-        return {"app": app, "split": new.model_dump(mode="json")}
-
 
 
 def get_controller(cfg: PlatformConfig, name: str = CONTROLLER_ACTOR,

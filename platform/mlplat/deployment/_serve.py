@@ -46,17 +46,22 @@ class WeightsBody(BaseModel):
     weights: dict[str, float] = Field(min_length=1)
     shadow: str | None = None
     reason: str = Field(min_length=1, max_length=500)
+    override: bool = Field(False, description="Incident commander: give weight to a version "
+                           "that has not earned it (audited).")
 
 
 class PromoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: str = Field(min_length=1, max_length=50, pattern=r"^[0-9A-Za-z._-]+$")
     reason: str = Field(min_length=1, max_length=500)
+    override: bool = Field(False, description="Incident commander: accept gates that could not "
+                           "be judged (audited).")
 
 
 class OverrideBody(BaseModel):
+    """The incident commander is whoever's bearer token the request carries."""
+
     model_config = ConfigDict(extra="forbid")
-    person: str = Field(min_length=1, max_length=200)
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -208,22 +213,23 @@ class RouterDeployment:
 
     # ------------------------------------------------------------------ admin (bearer token)
 
-    def _denied(self, request: Request, action: str) -> JSONResponse | None:
-        from mlplat.secrets import check_bearer
-
-        if check_bearer(self._cfg, request.headers.get("authorization")):
-            return None
+    def _token(self, request: Request, action: str) -> str | JSONResponse:
+        """The caller's bearer token (the controller resolves and audits whose it is), or a
+        401 (audited) when the request carries none."""
+        header = request.headers.get("authorization") or ""
+        if header.startswith("Bearer ") and header[len("Bearer "):].strip():
+            return header[len("Bearer "):].strip()
         client = request.client.host if request.client else "unknown"
         try:
             from mlplat.deployment._audit import audit_sink
 
             audit_sink(self._cfg)(f"anonymous@{client}", f"deployment.admin.{action}",
-                                  self._app.name, reason="missing or wrong bearer token",
+                                  self._app.name, reason="missing bearer token",
                                   details={"path": request.url.path}, outcome="denied")
         except Exception:
             return _error(503, "the audit log is unavailable; admin actions are refused.")
-        return _error(401, "admin routes need 'Authorization: Bearer <admin token>' "
-                      "(mlplat.secrets admin_token).", "authorization")
+        return _error(401, "admin routes need 'Authorization: Bearer <your token>' (one token "
+                      "per person: platform.yaml security.people).", "authorization")
 
     async def _controller_call(self, method: str, *args: Any) -> JSONResponse:
         try:
@@ -231,7 +237,8 @@ class RouterDeployment:
                 ray.get_actor, self._controller_name or "", MLPLAT_NAMESPACE)
         except ValueError:
             return _error(409, f"no promotion controller '{self._controller_name}' runs for app "
-                          f"'{self._app.name}'; deploy it with `mlplat deploy {self._app.name}`.")
+                          f"'{self._app.name}'; release it with `mlplat deploy promote "
+                          f"{self._app.name} <version> --reason ...`.")
         try:
             result = await getattr(actor, method).remote(*args)
         except ray.exceptions.RayTaskError as exc:
@@ -239,39 +246,39 @@ class RouterDeployment:
             from mlplat.errors import MlplatError
 
             status = cause.http_status if isinstance(cause, MlplatError) else 500
-            return _error(status, str(cause))
+            return _error(status, str(cause), "authorization" if status == 401 else None)
         return JSONResponse(result, status_code=200)
 
     @_http.post("/admin/weights")
     async def admin_weights(self, request: Request, body: WeightsBody) -> JSONResponse:
-        if (denied := self._denied(request, "weights")) is not None:
-            return denied
+        if isinstance(token := self._token(request, "weights"), JSONResponse):
+            return token
         try:
             split = TrafficSplit(weights=body.weights, shadow=body.shadow)
         except ValueError as exc:
             return _error(400, str(exc), "weights")
         return await self._controller_call("set_weights", self._app.name,
-                                           split.model_dump(mode="json"), "admin-api",
-                                           body.reason)
+                                           split.model_dump(mode="json"), token, body.reason,
+                                           body.override)
 
     @_http.post("/admin/promote")
     async def admin_promote(self, request: Request, body: PromoteBody) -> JSONResponse:
-        if (denied := self._denied(request, "promote")) is not None:
-            return denied
-        return await self._controller_call("start", self._app.name, body.version, "admin-api",
-                                           body.reason, "admin-api")
+        if isinstance(token := self._token(request, "promote"), JSONResponse):
+            return token
+        return await self._controller_call("start", self._app.name, body.version, token,
+                                           body.reason, "admin-api", body.override)
 
     @_http.post("/admin/override")
     async def admin_override(self, request: Request, body: OverrideBody) -> JSONResponse:
-        if (denied := self._denied(request, "override")) is not None:
-            return denied
-        return await self._controller_call("override", self._app.name, body.person, body.reason)
+        if isinstance(token := self._token(request, "override"), JSONResponse):
+            return token
+        return await self._controller_call("override", self._app.name, token, body.reason)
 
     @_http.post("/admin/rollback")
     async def admin_rollback(self, request: Request, body: RollbackBody) -> JSONResponse:
-        if (denied := self._denied(request, "rollback")) is not None:
-            return denied
-        return await self._controller_call("rollback", self._app.name, "admin-api", body.reason)
+        if isinstance(token := self._token(request, "rollback"), JSONResponse):
+            return token
+        return await self._controller_call("rollback", self._app.name, token, body.reason)
 
     @_http.post("/webhooks/mlflow")
     async def mlflow_webhook(self, request: Request) -> JSONResponse:

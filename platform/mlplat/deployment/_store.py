@@ -182,6 +182,19 @@ class PromotionStore:
         rows = self._exec("SELECT * FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT 1", (app,))
         return self._rollout(rows[0]) if rows else None
 
+    def latest_for(self, app: str, candidate: str) -> Rollout | None:
+        """The newest rollout of ``candidate`` in ``app`` (None: it was never promoted)."""
+        rows = self._exec("SELECT * FROM rollouts WHERE app = ? AND candidate = ? "
+                          "ORDER BY id DESC LIMIT 1", (app, candidate))
+        return self._rollout(rows[0]) if rows else None
+
+    def was_production(self, app: str, version: str) -> bool:
+        """True when ``version`` served ``app`` as its production version at some point (the
+        baseline of a rollout, or the candidate of a completed one)."""
+        return bool(self._exec(
+            "SELECT 1 FROM rollouts WHERE app = ? AND (baseline = ? OR (candidate = ? AND "
+            "status = ?)) LIMIT 1", (app, version, version, DONE)))
+
     def get(self, rollout_id: int) -> Rollout | None:
         rows = self._exec("SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
         return self._rollout(rows[0]) if rows else None

@@ -507,7 +507,7 @@ def catalog_asgi_app(cfg: PlatformConfig, catalog: Catalog | None = None) -> Any
     from starlette.routing import Route
 
     from mlplat.errors import MlplatError
-    from mlplat.secrets import check_bearer
+    from mlplat.secrets import bearer_identity
 
     cat = catalog or Catalog(default_catalog_path(cfg))
 
@@ -535,25 +535,29 @@ def catalog_asgi_app(cfg: PlatformConfig, catalog: Catalog | None = None) -> Any
             return _error(exc)
         return JSONResponse(json.loads(entry.model_dump_json()))
 
-    def _audit(outcome: str, request: Request, details: dict[str, Any]) -> None:
+    def _audit(who: str, outcome: str, request: Request, details: dict[str, Any]) -> None:
         from mlplat.governance._audit import AuditLog
 
         client = request.client.host if request.client else "unknown"
-        AuditLog(cfg).append("admin" if outcome == "ok" else f"anonymous@{client}",
-                             "catalog.refresh" if outcome == "ok" else "auth_failed",
+        AuditLog(cfg).append(who, "catalog.refresh" if outcome == "ok" else "auth_failed",
                              "catalog/refresh", outcome=outcome,
                              details={"client": client, **details})
 
     async def refresh(request: Request) -> JSONResponse:
-        if not check_bearer(cfg, request.headers.get("authorization")):
+        try:
+            who = bearer_identity(cfg, request.headers.get("authorization"))
+            who.require("deployer", "refresh the catalog")
+        except MlplatError as exc:
+            client = request.client.host if request.client else "unknown"
             try:
-                _audit("denied", request, {"route": "POST /refresh"})
+                _audit(f"anonymous@{client}", "denied", request,
+                       {"route": "POST /refresh", "error": str(exc)})
             except MlplatError:  # the refusal stands even if it could not be recorded
                 pass
-            return JSONResponse({"error": "admin bearer token required"}, status_code=401)
+            return _error(exc)
         try:
             n = refresh_catalog(cfg, catalog=cat)
-            _audit("ok", request, {"refreshed": n})
+            _audit(who.name, "ok", request, {"refreshed": n})
         except MlplatError as exc:
             return _error(exc)
         return JSONResponse({"refreshed": n})

@@ -204,7 +204,8 @@ class LLMGuardActor(ControllerCommands):
             cfg, PromotionStore(str(cfg.local_path(f"deployment/{name}.db"))), port,
             audit_sink(cfg), judge=llm_judge(cfg), app_type=LLMAppConfig,
             min_window_requests=cfg.slos.llm.min_samples,
-            poll_registry=isinstance(cfg.active_profile().tracking, SqliteTracking))
+            poll_registry=isinstance(cfg.active_profile().tracking, SqliteTracking),
+            guard_production=False)  # LLMSloGuard below judges LLM apps between rollouts
         self._guard = LLMSloGuard(cfg, self._apply, promoting=self._promoting)
         # The text gate's replicas age out with the guard's SLO windows.
         self._shadow = ShadowFleet(history_s=self._guard.windows.history_s)

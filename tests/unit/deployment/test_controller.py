@@ -8,8 +8,14 @@ from typing import Any
 import pytest
 
 from mlplat.contracts.v1 import GateResult, TrafficSplit
-from mlplat.deployment import PromotionController, PromotionStore
-from mlplat.errors import UserError
+from mlplat.deployment import ControllerCommands, PromotionController, PromotionStore
+from mlplat.errors import (
+    AuthenticationError,
+    GateBlockedError,
+    PermissionDeniedError,
+    UserError,
+)
+from mlplat.secrets import person_token
 from tests.unit.deployment.conftest import FakeLoader
 
 
@@ -31,6 +37,7 @@ class Port:
         self.alerts: list[tuple[str, str]] = []
         self.staging: str | None = None
         self.features_ok = True
+        self.drift: float | None = 0.0  # None: the monitor has no served data to judge on
 
     def apply_split(self, app, split, *, stable, actor, reason) -> None:
         self.splits.append((split, stable))
@@ -42,7 +49,7 @@ class Port:
         return self.loader(model, version)
 
     def gate_extras(self, app, model, version, candidate, production):
-        return None, [GateResult(name="features", passed=self.features_ok, detail="test")]
+        return self.drift, [GateResult(name="features", passed=self.features_ok, detail="test")]
 
     def rollback_target_check(self, app, model, version) -> GateResult:
         return GateResult(name="features", passed=True, detail="ok")
@@ -166,8 +173,8 @@ def test_shadow_minimum_only_bypassed_by_a_named_override(world, platform_config
                                          world["port"], world["c"].audit, clock=world["clock"])
     c.start("fraud", "2", actor="alice", reason="retrain")
     c.tick()  # applies shadow
-    with pytest.raises(UserError, match="incident commander"):
-        c.override("fraud", "", "INC-1")
+    with pytest.raises(UserError, match="needs a reason"):
+        c.override("fraud", "carol", " ")
     run(world, 60)  # well past the evaluation window, far below the hour
     before = c.status("fraud")["rollout"]["stage"]
     c.override("fraud", "carol", "INC-42 hotfix")
@@ -176,7 +183,7 @@ def test_shadow_minimum_only_bypassed_by_a_named_override(world, platform_config
     assert before == "shadow" and rollout["stage"] != "shadow"
     assert rollout["override_by"] == "carol"
     assert ("carol", "deployment.promotion.override", "ok") in world["audit"]
-    assert ("unknown", "deployment.promotion.override", "denied") in world["audit"]
+    assert ("carol", "deployment.promotion.override", "denied") in world["audit"]
 
 
 def test_a_new_controller_resumes_from_the_store(world) -> None:
@@ -300,3 +307,165 @@ def test_stage_evidence_is_this_stages_when_a_stage_outlasts_the_slo_history(
     assert waiting and waiting[-1]["served"] == 0
     serve(prod.canary_step_s, 35)  # traffic comes back: the stage passes on its own evidence
     assert stage() == "canary-50"
+
+
+# --------------------------------------------------------------------------- no way around
+
+
+def test_a_gate_that_cannot_be_judged_blocks_unless_an_incident_commander_accepts_it(
+        world) -> None:
+    c, port = world["c"], world["port"]
+    port.drift = None  # no served traffic in the monitor to compare with
+    out = c.start("fraud", "2", actor="alice", reason="retrain")
+    drift = next(g for g in out["history"][0]["gates"] if g["name"] == "drift")
+    assert out["status"] == "rejected" and not drift["passed"] and not drift["judged"]
+    assert "cannot be judged" in drift["detail"] and port.splits == []
+    out = c.start("fraud", "2", actor="carol", reason="retrain", override_by="carol")
+    drift = next(g for g in out["history"][0]["gates"] if g["name"] == "drift")
+    assert out["status"] == "running" and drift["passed"] and "carol" in drift["detail"]
+    c.rollback("fraud", actor="carol", reason="next case")
+    port.features_ok = False  # a gate that was judged and failed: no override accepts it
+    out = c.start("fraud", "3", actor="carol", reason="retrain", override_by="carol")
+    assert out["status"] == "rejected"
+
+
+def test_a_first_release_judges_every_gate(platform_config, fraud_app, tmp_path) -> None:
+    port, audit = Port(fraud_app), []
+    c = PromotionController(platform_config, PromotionStore(tmp_path / "p.db"), port,
+                            lambda actor, action, target, **k: audit.append((actor, action,
+                                                                             k.get("outcome"))),
+                            clock=Clock())
+    port.drift = None  # nothing served yet: always the case for a first release
+    out = c.first_release(fraud_app, "fraud", "1", actor="alice", reason="first")
+    gates = {g["name"]: g for g in out["history"][0]["gates"]}
+    assert {"metric", "schema", "model_card", "features", "drift"} <= set(gates)
+    assert out["status"] == "rejected" and not gates["drift"]["judged"]
+    out = c.first_release(fraud_app, "fraud", "1", actor="carol", reason="first",
+                          override_by="carol")
+    assert out["status"] == "released"
+    assert audit[-1] == ("carol", "deployment.first_release", "ok")
+    c.register_app(fraud_app, "fraud", "1")  # what deploy(controller=...) does next
+    with pytest.raises(UserError, match="already serves v1"):
+        c.first_release(fraud_app, "fraud", "2", actor="carol", override_by="carol")
+
+
+def test_weights_by_hand_only_for_versions_that_earned_traffic(world) -> None:
+    c, port = world["c"], world["port"]
+    canary = TrafficSplit(weights={"1": 90, "2": 10})
+    with pytest.raises(GateBlockedError, match="gates: v2 never went through") as err:
+        c.set_weights("fraud", canary, actor="alice", reason="try v2")
+    assert err.value.http_status == 409
+    assert port.splits == [] and ("alice", "deployment.set_weights", "denied") in world["audit"]
+    port.features_ok = False
+    c.start("fraud", "2", actor="alice", reason="retrain")  # rejected: features
+    with pytest.raises(GateBlockedError, match=r"failed gate\(s\) \['features'\]"):
+        c.set_weights("fraud", canary, actor="alice", reason="try v2")
+    port.features_ok = True
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    with pytest.raises(UserError, match="in a rollout"):
+        c.set_weights("fraud", canary, actor="alice", reason="try v2")
+    run(world, world["cfg"].active_profile().promotion_timing.shadow_min_s / 2)
+    c.rollback("fraud", actor="alice", reason="stop")  # before its shadow stage completed
+    with pytest.raises(GateBlockedError, match="rollback: v2 was rolled back"):
+        c.set_weights("fraud", canary, actor="alice", reason="try v2")
+    # The last good version may always take traffic; an incident commander may override.
+    c.set_weights("fraud", TrafficSplit(weights={"1": 100}), actor="alice", reason="reset")
+    c.report("fraud", "replica-a", {})
+    assert "2" in c._blocked["fraud"]
+    out = c.set_weights("fraud", canary, actor="carol", reason="INC-9", override_by="carol")
+    assert out["overridden"] and port.splits[-1][0] == canary
+    assert c.report("fraud", "replica-a", {}) == []  # the rolled-back block is cleared
+
+
+def test_weights_by_hand_after_a_completed_shadow_stage(world) -> None:
+    c, port, cfg = world["c"], world["port"], world["cfg"]
+    timing = cfg.active_profile().promotion_timing
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    run(world, 60)  # done: v2 is production
+    assert c.status("fraud")["last_good"] == "2"
+    c.set_weights("fraud", TrafficSplit(weights={"1": 30, "2": 70}), actor="bob",
+                  reason="hedge")  # both earned traffic: v1 was live, v2 passed everything
+    assert port.splits[-1][0].weights == {"1": 30, "2": 70}
+    assert timing.shadow_min_s > 0
+
+
+def _serve(world, seconds: float, failing: set[str], versions=("1", "2"), step=0.25) -> None:
+    c, clock = world["c"], world["clock"]
+    counts = world.setdefault("counts", {})
+    end = clock.now + seconds
+    while clock.now < end:
+        clock.now += step
+        snapshot = {}
+        for v in versions:
+            total, errors = counts.get(v, (0, 0))
+            counts[v] = (total + 4, errors + (4 if v in failing else 0))
+            snapshot[v] = snap(*counts[v])
+        c.report("fraud", "replica-a", snapshot)
+        c.tick()
+
+
+def test_the_controller_rolls_back_a_hand_set_canary_that_starts_failing(world) -> None:
+    c, port, cfg = world["c"], world["port"], world["cfg"]
+    window = cfg.active_profile().promotion_timing.evaluation_window_s
+    c.set_weights("fraud", TrafficSplit(weights={"1": 90, "2": 10}), actor="carol",
+                  reason="INC-9 canary", override_by="carol")
+    _serve(world, 3 * window, failing=set())
+    assert port.splits[-1][0].weights == {"1": 90, "2": 10}  # healthy: left alone
+    breach_at = world["clock"].now
+    _serve(world, 3 * window, failing={"2"})
+    rollout = c.status("fraud")["rollout"]
+    back = next(h for h in rollout["history"] if h["event"] == "rolled_back")
+    assert rollout["source"] == "guard" and rollout["status"] == "rolled_back"
+    assert port.splits[-1][0] == TrafficSplit(weights={"1": 100})
+    assert back["t"] - breach_at <= cfg.slos.deployment.rollback_after_breach_s
+    assert c.report("fraud", "replica-a", {}) == ["2"]  # replicas stop answering with v2 at once
+    assert port.alerts and ("promotion-controller", "deployment.rollback", "ok") in world["audit"]
+
+
+def test_the_controller_undoes_a_promotion_whose_production_degrades_later(world) -> None:
+    c, port = world["c"], world["port"]
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    run(world, 60)
+    assert c.status("fraud")["rollout"]["status"] == "done"
+    _serve(world, 10, failing={"2"}, versions=("2",))
+    status = c.status("fraud")
+    assert status["last_good"] == "1" and status["rollout"]["source"] == "guard"
+    assert port.splits[-1][0] == TrafficSplit(weights={"1": 100})
+    assert port.aliases == {"production": "1"}
+
+
+def test_a_failing_version_with_nowhere_to_go_alerts_once(world) -> None:
+    port = world["port"]
+    port.splits.append((TrafficSplit(weights={"1": 100}), None))
+    _serve(world, 10, failing={"1"}, versions=("1",))
+    assert port.splits[-1][0] == TrafficSplit(weights={"1": 100})  # nothing to roll back to
+    assert len(port.alerts) == 1 and "no earlier good version" in port.alerts[0][1]
+
+
+# --------------------------------------------------------------------------- identity
+
+
+class Commands(ControllerCommands):
+    def __init__(self, controller) -> None:
+        self._controller = controller
+
+
+def test_commands_act_as_whoever_the_token_belongs_to(world) -> None:
+    cfg = world["cfg"]
+    cmd = Commands(world["c"])
+    with pytest.raises(AuthenticationError):
+        cmd.rollback("fraud", None, "no token")
+    with pytest.raises(AuthenticationError):
+        cmd.rollback("fraud", "not-a-token", "bad token")
+    with pytest.raises(PermissionDeniedError, match="'deployer' role") as err:
+        cmd.start("fraud", "2", person_token(cfg, "dana"), "viewer tries")
+    assert err.value.http_status == 403
+    out = cmd.start("fraud", "2", person_token(cfg, "alice"), "retrain")
+    assert out["started_by"] == "alice"
+    with pytest.raises(PermissionDeniedError, match="incident-commander"):
+        cmd.override("fraud", person_token(cfg, "alice"), "I am not one")
+    world["c"].tick()
+    assert cmd.override("fraud", person_token(cfg, "carol"), "INC-1")["override_by"] == "carol"
+    denied = [(a, act) for a, act, o in world["audit"] if o == "denied"]
+    assert denied == [("anonymous", "deployment.rollback"), ("anonymous", "deployment.rollback"),
+                      ("dana", "deployment.promote"), ("alice", "deployment.promotion_override")]

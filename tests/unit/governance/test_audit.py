@@ -29,6 +29,7 @@ from mlplat.governance import (
     canonical_body,
     record_hash,
 )
+from mlplat.secrets import person_token
 
 REPO = Path(__file__).resolve().parents[3]
 CFG = load_config(REPO / "platform.yaml")
@@ -563,6 +564,7 @@ def test_cli_verify_head_and_purge(platform_config, platform_config_path) -> Non
     bad = runner.invoke(app, ["audit", "verify", "--json", *cfg_arg])
     assert bad.exit_code == 1
     assert json.loads(bad.output)["first_bad_seq"] == 2
-    refused = runner.invoke(app, ["audit", "purge", "--before", "2030-01-01", "--actor", "dpo",
-                                  "--reason", "RET-1", *cfg_arg])
+    refused = runner.invoke(app, ["audit", "purge", "--before", "2030-01-01",
+                                  "--reason", "RET-1", *cfg_arg],
+                            env={"MLPLAT_TOKEN": person_token(platform_config, "carol")})
     assert isinstance(refused.exception, UserError) and "retention" in str(refused.exception)

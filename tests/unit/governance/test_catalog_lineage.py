@@ -29,6 +29,7 @@ from mlplat.governance import (
     lineage_graph,
     refresh_catalog,
 )
+from mlplat.secrets import person_token
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -262,7 +263,13 @@ def test_http_endpoint(tmp_path: Path, platform_config) -> None:
     missing = client.get("/models/model-99999")
     assert missing.status_code == 404 and "model-0" in missing.json()["error"]
     assert client.get("/models/model-0004").json()["owner"] == "owner4@x"
-    assert client.post("/refresh").status_code == 401  # admin token required …
+    assert client.post("/refresh").status_code == 401  # a person's token required …
     last = AuditLog(platform_config).events()[-1]  # … and the failed auth is audited
     assert (last.action, last.outcome, last.target) == ("auth_failed", "denied",
                                                         "catalog/refresh")
+    viewer = {"authorization": f"Bearer {person_token(platform_config, 'dana')}"}
+    assert client.post("/refresh", headers=viewer).status_code == 403  # a viewer changes nothing
+    deployer = {"authorization": f"Bearer {person_token(platform_config, 'alice')}"}
+    assert client.post("/refresh", headers=deployer).status_code == 200
+    last = AuditLog(platform_config).events()[-1]  # the audit names whose token it was
+    assert (last.actor, last.action, last.outcome) == ("alice", "catalog.refresh", "ok")

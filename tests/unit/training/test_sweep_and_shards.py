@@ -78,7 +78,7 @@ def test_read_step_log(tmp_path: Path) -> None:
     )
     log = read_step_log(tmp_path)
     assert [s["step"] for s in log["steps"]] == [1, 2] and log["starts"] == []
-    assert read_step_log(tmp_path / "missing") == {"steps": [], "starts": []}
+    assert read_step_log(tmp_path / "missing") == {"steps": [], "starts": [], "preemptions": []}
 
 
 class _FakePG:

@@ -30,9 +30,14 @@ class TrafficSplit(Contract):
 
 
 class GateResult(Contract):
+    """One promotion gate's verdict. ``judged=False``: the gate could not be judged (no served
+    data to compare, no reference); it then blocks (``passed=False``) unless an incident
+    commander accepts it, which the ``detail`` records."""
+
     name: str
     passed: bool
     detail: str
+    judged: bool = True
 
 
 class PromotionRequest(Contract):
