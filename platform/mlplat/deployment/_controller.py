@@ -127,6 +127,7 @@ class PromotionController:
         self._guard_production = guard_production
         self._next_guard = 0.0
         self._guard_alerted: dict[tuple[str, str], float] = {}
+        self._guard_breaches: dict[tuple[str, str], float] = {}  # → first seen breaching
         self._verified: set[int] = set()
         # app → (rollout id, stage index, counted until, candidate requests in the stage).
         self._stage_served: dict[str, tuple[int, int, float, int]] = {}
@@ -473,11 +474,21 @@ class PromotionController:
         needed = max(1, self.cfg.promotion.min_stage_requests)
         for version, weight in sorted(split.weights.items()):
             stats = self.slo.window(app_name, version, now - self.window_s, now)
-            if weight <= 0 or stats.requests < needed:
-                continue
-            why = self._judge(stats)
+            why = self._judge(stats) if weight > 0 and stats.requests >= needed else None
+            # A breach must still hold one whole window after it was first seen (two windows
+            # that do not overlap): one slow moment on a busy node does not undo a version.
             if not why:
+                self._guard_breaches.pop((app_name, version), None)
                 continue
+            first = self._guard_breaches.setdefault((app_name, version), now)
+            if now - first < self.window_s:
+                continue
+            since = self.slo.window(app_name, version, first, now)
+            why = self._judge(since) if since.requests >= needed else None
+            if not why:  # what arrived after the first sighting is healthy: a blip
+                self._guard_breaches.pop((app_name, version), None)
+                continue
+            stats = since
             target = self._guard_target(app_name, version, last_good)
             if target is None:
                 last = self._guard_alerted.get((app_name, version), -1e18)
@@ -487,6 +498,7 @@ class PromotionController:
                                     f"SLO ({why}) and no earlier good version is known",
                                     {"app": app_name, "model": model, "version": version})
                 continue
+            self._guard_breaches.pop((app_name, version), None)
             r = self.store.create_rollout(
                 app=app_name, model=model, baseline=target, candidate=version,
                 started_by="promotion-controller", source="guard",

@@ -422,6 +422,18 @@ def test_the_controller_rolls_back_a_hand_set_canary_that_starts_failing(world) 
     assert port.alerts and ("promotion-controller", "deployment.rollback", "ok") in world["audit"]
 
 
+def test_one_slow_moment_does_not_roll_a_live_version_back(world) -> None:
+    c, port, cfg = world["c"], world["port"], world["cfg"]
+    window = cfg.active_profile().promotion_timing.evaluation_window_s
+    c.set_weights("fraud", TrafficSplit(weights={"1": 90, "2": 10}), actor="carol",
+                  reason="INC-9 canary", override_by="carol")
+    _serve(world, 3 * window, failing=set())
+    _serve(world, 0.25, failing={"2"})  # one bad moment (a replica's single push)
+    _serve(world, 3 * window, failing=set())
+    assert port.splits[-1][0].weights == {"1": 90, "2": 10}
+    assert c.status("fraud")["rollout"] is None
+
+
 def test_the_controller_undoes_a_promotion_whose_production_degrades_later(world) -> None:
     c, port = world["c"], world["port"]
     c.start("fraud", "2", actor="alice", reason="retrain")
