@@ -37,9 +37,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
+    from mlplat.cluster import COST_METER_ACTOR
     from mlplat.config import load_config
     from mlplat.errors import MlplatError
-    from mlplat.governance import COST_METER_NAME, get_cost_meter, write_cost_digest
+    from mlplat.governance import get_cost_meter, write_cost_digest
 
     try:
         if args.days <= 0:
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         if not ray.is_initialized():
             ray.init(namespace="mlplat", logging_level="ERROR", log_to_driver=False)
-        meter = get_cost_meter(cfg, name=args.actor_name or COST_METER_NAME,
+        meter = get_cost_meter(cfg, name=args.actor_name or COST_METER_ACTOR,
                                dashboard_url=args.dashboard_url)
         since = None if args.all_time else time.time() - args.days * 86400
         report = ray.get(meter.report.remote(collect=not args.no_collect, since=since))

@@ -30,10 +30,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
+    from mlplat.cluster import DRIFT_MONITOR_ACTOR
     from mlplat.errors import MlplatError
-    from mlplat.monitoring import DEFAULT_MIN_ROWS, DRIFT_MONITOR_NAME, NAMESPACE
+    from mlplat.monitoring import DEFAULT_MIN_ROWS, NAMESPACE
 
-    name = args.actor_name or DRIFT_MONITOR_NAME
+    name = args.actor_name or DRIFT_MONITOR_ACTOR
     if not ray.is_initialized():
         ray.init(namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False)
     try:

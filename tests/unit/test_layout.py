@@ -54,3 +54,16 @@ def test_planes_import_each_other_only_through_public_apis() -> None:
                 if parts[1] != own and parts[2].startswith("_"):
                     offenders.append(f"{path.relative_to(REPO)} imports {name}")
     assert offenders == []
+
+
+def test_platform_actor_names_live_in_one_module() -> None:
+    """Every plane that calls a platform actor imports its name from mlplat.cluster: a name
+    retyped as a literal elsewhere drifts (a renamed actor that one caller still looks up)."""
+    from mlplat import cluster
+
+    names = {v for k, v in vars(cluster).items() if k.endswith("_ACTOR") and isinstance(v, str)}
+    assert len(names) >= 5
+    home = PKG / "cluster" / "_actors.py"
+    offenders = [f"{path.relative_to(REPO)}: {name}" for path in PKG.rglob("*.py")
+                 if path != home for name in names if f'"{name}"' in path.read_text()]
+    assert offenders == []

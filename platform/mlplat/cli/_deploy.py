@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 from mlplat.cli._common import ConfigOption, JsonOption, config, console, print_json
+from mlplat.cluster import CONTROLLER_ACTOR
 from mlplat.errors import MlplatError, UserError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ deploy_app = typer.Typer(
 ServeConfigOption = typer.Option(
     None, "--serve-config", help="Serve config (default: apps/<app>/serve_config.yaml).")
 WeightsArgument = typer.Argument(..., help="VERSION=PERCENT pairs summing to 100, e.g. 3=90 4=10.")
-ControllerOption = typer.Option("mlplat-promotion-controller", "--controller",
+ControllerOption = typer.Option(CONTROLLER_ACTOR, "--controller",
                                 help="Promotion-controller actor name.")
 OverrideOption = typer.Option(
     False, "--override", help="As an incident commander: accept what could not be judged "

@@ -7,6 +7,11 @@ Tests build the same shape in-process with ``ray.cluster_utils.Cluster``.
 the same platform.yaml (``render_all``).
 """
 
+from mlplat.cluster._actors import CONTROLLER_ACTOR as CONTROLLER_ACTOR
+from mlplat.cluster._actors import COST_METER_ACTOR as COST_METER_ACTOR
+from mlplat.cluster._actors import DRIFT_MONITOR_ACTOR as DRIFT_MONITOR_ACTOR
+from mlplat.cluster._actors import JOB_QUEUE_ACTOR as JOB_QUEUE_ACTOR
+from mlplat.cluster._actors import LLM_GUARD_ACTOR as LLM_GUARD_ACTOR
 from mlplat.cluster._actors import PLATFORM_NAMESPACE as PLATFORM_NAMESPACE
 from mlplat.cluster._actors import PLATFORM_POOL as PLATFORM_POOL
 from mlplat.cluster._actors import node_info as node_info
@@ -37,10 +42,15 @@ from mlplat.cluster._render import team_quota as team_quota
 from mlplat.cluster._render import write_rendered as write_rendered
 
 __all__ = [
+    "CONTROLLER_ACTOR",
+    "COST_METER_ACTOR",
+    "DRIFT_MONITOR_ACTOR",
     "GENERATED",
     "INGRESS_READ_TIMEOUT_S",
     "INGRESS_REPLAYED_ON",
     "INGRESS_RETRY_TRIES",
+    "JOB_QUEUE_ACTOR",
+    "LLM_GUARD_ACTOR",
     "NODE_GROUPS",
     "PLATFORM_NAMESPACE",
     "PLATFORM_POOL",

@@ -11,6 +11,17 @@ if TYPE_CHECKING:
 
 PLATFORM_NAMESPACE = "mlplat"
 """Ray namespace of the platform's own named actors (drift monitor, cost meter, …)."""
+# The platform's named actors, in one place: every plane that calls one imports its name here.
+CONTROLLER_ACTOR = "mlplat-promotion-controller"
+"""The promotion controller (deployment plane): rollouts, gates, the production guard."""
+DRIFT_MONITOR_ACTOR = "mlplat-drift-monitor"
+"""The drift monitor (monitoring plane); it also runs drift-triggered retraining."""
+COST_METER_ACTOR = "mlplat-cost-meter"
+"""The cost meter (governance)."""
+JOB_QUEUE_ACTOR = "mlplat-job-queue"
+"""The priority job queue (scheduling)."""
+LLM_GUARD_ACTOR = "mlplat-llm-slo-guard"
+"""The LLM SLO guard, which also hosts the LLM apps' promotion controller."""
 PLATFORM_POOL: PoolName = "cpu"
 """Pool the platform's own actors run on: never the training or serving capacity."""
 RESTART_RETRIES = -1

@@ -26,7 +26,6 @@ from mlplat.deployment._audit import audit_sink as audit_sink
 from mlplat.deployment._contract import ServingContract as ServingContract
 from mlplat.deployment._contract import contract_gate as contract_gate
 from mlplat.deployment._contract import load_contract as load_contract
-from mlplat.deployment._controller import CONTROLLER_ACTOR as CONTROLLER_ACTOR
 from mlplat.deployment._controller import ControllerPort as ControllerPort
 from mlplat.deployment._controller import PromotionController as PromotionController
 from mlplat.deployment._controller_actor import ControllerCommands as ControllerCommands
@@ -82,7 +81,6 @@ from mlplat.deployment._webhook import sign as sign_webhook
 from mlplat.deployment._webhook import verify_mlflow_webhook as verify_mlflow_webhook
 
 __all__ = [
-    "CONTROLLER_ACTOR",
     "LATENCY_BUCKETS_MS",
     "SHADOW_STAGE",
     "ControllerCommands",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlplat.deployment._controller import CONTROLLER_ACTOR
+from mlplat.cluster import CONTROLLER_ACTOR
 
 if TYPE_CHECKING:
     from mlplat.config import PlatformConfig
@@ -109,9 +109,10 @@ def _register_retraining(app: Any) -> None:
     try:
         import ray
 
-        from mlplat.monitoring import DRIFT_MONITOR_NAME, NAMESPACE
+        from mlplat.cluster import DRIFT_MONITOR_ACTOR
+        from mlplat.monitoring import NAMESPACE
 
-        monitor = ray.get_actor(DRIFT_MONITOR_NAME, namespace=NAMESPACE)
+        monitor = ray.get_actor(DRIFT_MONITOR_ACTOR, namespace=NAMESPACE)
         ray.get(monitor.set_retrain_target.remote(app.name, app=str(app.path)), timeout=30)
     except Exception:  # no monitor (yet): it resolves the app by name when drift comes
         pass

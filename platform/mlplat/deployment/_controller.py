@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-CONTROLLER_ACTOR = "mlplat-promotion-controller"
 """Default name of the detached controller actor (namespace ``mlplat``)."""
 STAGE_ALIASES = ("shadow", "canary")
 """Registry aliases that mirror live traffic, besides ``production``."""

@@ -13,8 +13,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlplat.cluster import CONTROLLER_ACTOR
 from mlplat.contracts.v1 import GateResult, TrafficSplit
-from mlplat.deployment._controller import CONTROLLER_ACTOR, PromotionController
+from mlplat.deployment._controller import PromotionController
 from mlplat.deployment._store import PromotionStore
 
 if TYPE_CHECKING:
@@ -116,9 +117,10 @@ class ServePort:
         try:
             import ray
 
-            from mlplat.monitoring import DRIFT_MONITOR_NAME, NAMESPACE
+            from mlplat.cluster import DRIFT_MONITOR_ACTOR
+            from mlplat.monitoring import NAMESPACE
 
-            monitor = ray.get_actor(DRIFT_MONITOR_NAME, namespace=NAMESPACE)
+            monitor = ray.get_actor(DRIFT_MONITOR_ACTOR, namespace=NAMESPACE)
             report: Any = ray.get(monitor.served_drift.remote(model, candidate), timeout=30)
         except Exception:
             return None

@@ -18,6 +18,7 @@ from ray import serve
 from starlette.background import BackgroundTask
 
 from mlplat.apps import AppConfig
+from mlplat.cluster import DRIFT_MONITOR_ACTOR
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import PredictRequest, TrafficSplit
 from mlplat.deployment._router import LIVE, RouterCore, deliver
@@ -30,7 +31,6 @@ from mlplat.deployment._types import (
 from mlplat.deployment._versions import RemoteVersionLoader
 from mlplat.deployment._webhook import WebhookError, verify_mlflow_webhook
 
-DRIFT_MONITOR_ACTOR = "mlplat-drift-monitor"
 MLPLAT_NAMESPACE = "mlplat"
 ROUTER_DEPLOYMENT = "router"
 

@@ -6,7 +6,6 @@ jobs, trials and replicas to team and model at the pool prices in platform.yaml,
 docs/contracts/governance.md.
 """
 
-from mlplat.governance._actor import COST_METER_NAME as COST_METER_NAME
 from mlplat.governance._actor import get_cost_meter as get_cost_meter
 from mlplat.governance._audit import PRIVILEGED_ACTIONS as PRIVILEGED_ACTIONS
 from mlplat.governance._audit import AuditBatch as AuditBatch
@@ -38,7 +37,6 @@ from mlplat.governance._lineage import lineage_graph as lineage_graph
 from mlplat.governance._lineage import parse_ref as parse_lineage_ref
 
 __all__ = [
-    "COST_METER_NAME",
     "GENESIS_HASH",
     "JOB_METADATA_KEYS",
     "PRIVILEGED_ACTIONS",

@@ -15,7 +15,13 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from mlplat.cluster import PLATFORM_NAMESPACE, node_info, platform_actor, survives_restart
+from mlplat.cluster import (
+    COST_METER_ACTOR,
+    PLATFORM_NAMESPACE,
+    node_info,
+    platform_actor,
+    survives_restart,
+)
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import CostRecord
 from mlplat.errors import InfraError, MlplatError
@@ -24,7 +30,6 @@ from mlplat.governance._cost import CostMeter, CostReport, CostStore, UsageKind
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
-COST_METER_NAME = "mlplat-cost-meter"
 NAMESPACE = PLATFORM_NAMESPACE
 _STATE_LIMIT = 10_000
 _log = logging.getLogger(__name__)
@@ -33,7 +38,7 @@ _log = logging.getLogger(__name__)
 class CostMeterActor:
     """Ray actor wrapping ``CostMeter``; same methods, plus sampling, gauges and budget alerts."""
 
-    def __init__(self, cfg: PlatformConfig, dashboard_url: str | None, name: str = COST_METER_NAME,
+    def __init__(self, cfg: PlatformConfig, dashboard_url: str | None, name: str = COST_METER_ACTOR,
                  metrics_port: int | None = None, sample: bool = True,
                  alertmanager: str | None = None) -> None:
         from mlplat.monitoring import METRIC_NAMES, Metrics
@@ -188,7 +193,7 @@ class CostMeterActor:
 def get_cost_meter(
     cfg: PlatformConfig,
     *,
-    name: str = COST_METER_NAME,
+    name: str = COST_METER_ACTOR,
     dashboard_url: str | None = None,
     metrics_port: int | None = None,
     sample: bool = True,

@@ -291,9 +291,9 @@ def _live(cfg: PlatformConfig, model: str, app: Any, version: str | None) -> dic
         except Exception:  # not deployed, or Serve is down: the split stays unknown
             pass
     try:
-        from mlplat.governance._actor import COST_METER_NAME
+        from mlplat.cluster import COST_METER_ACTOR
 
-        meter = ray.get_actor(COST_METER_NAME, namespace="mlplat")
+        meter = ray.get_actor(COST_METER_ACTOR, namespace="mlplat")
         report: Any = ray.get(meter.report.remote(collect=False), timeout=5)
         if model in report.per_inference_usd:
             out["cost"] = float(report.per_inference_usd[model])
@@ -301,9 +301,10 @@ def _live(cfg: PlatformConfig, model: str, app: Any, version: str | None) -> dic
         pass
     if version is not None:
         try:
-            from mlplat.monitoring import DRIFT_MONITOR_NAME, NAMESPACE
+            from mlplat.cluster import DRIFT_MONITOR_ACTOR
+            from mlplat.monitoring import NAMESPACE
 
-            monitor = ray.get_actor(DRIFT_MONITOR_NAME, namespace=NAMESPACE)
+            monitor = ray.get_actor(DRIFT_MONITOR_ACTOR, namespace=NAMESPACE)
             drift: Any = ray.get(monitor.latest_report.remote(model, version), timeout=5)
             if drift is not None:
                 share = float(drift.share_drifted)
@@ -319,12 +320,12 @@ def _live(cfg: PlatformConfig, model: str, app: Any, version: str | None) -> dic
 def _stored_costs(cfg: PlatformConfig) -> dict[str, float]:
     """Per-inference cost from the cost meter's SQLite store, read without Ray (best effort)."""
     try:
-        from mlplat.governance._actor import COST_METER_NAME
+        from mlplat.cluster import COST_METER_ACTOR
         from mlplat.governance._cost import CostMeter, CostStore
 
         if "://" in cfg.root():
             return {}
-        path = Path(cfg.root()) / "governance" / f"{COST_METER_NAME}.db"
+        path = Path(cfg.root()) / "governance" / f"{COST_METER_ACTOR}.db"
         if not path.is_file():
             return {}
         report = CostMeter(cfg, store=CostStore(path)).report()

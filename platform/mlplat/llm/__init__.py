@@ -41,7 +41,6 @@ from mlplat.llm._engine import LLMEngineLoader as LLMEngineLoader
 from mlplat.llm._engine import SamplingParams as SamplingParams
 from mlplat.llm._engine import StopFilter as StopFilter
 from mlplat.llm._engine import load_engine as load_engine
-from mlplat.llm._guard import GUARD_ACTOR as GUARD_ACTOR
 from mlplat.llm._guard import LLMSloGuard as LLMSloGuard
 from mlplat.llm._guard import get_llm_guard as get_llm_guard
 from mlplat.llm._metrics import TokenAccounting as TokenAccounting
@@ -65,7 +64,6 @@ from mlplat.llm._vllm import vllm_llm_config_kwargs as vllm_llm_config_kwargs
 
 __all__ = [
     "CONVERSATION_HEADER",
-    "GUARD_ACTOR",
     "LLM_EXTRA_INSTALL",
     "VERSION_HEADER",
     "AppEngineLoader",

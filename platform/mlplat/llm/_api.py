@@ -200,11 +200,10 @@ def _register_cost(app_name: str, app: LLMAppConfig) -> str:
     replicas push generated tokens to it: cost per 1k tokens). Never fails the deploy."""
     import ray
 
-    from mlplat.cluster import PLATFORM_NAMESPACE
-    from mlplat.governance import COST_METER_NAME
+    from mlplat.cluster import COST_METER_ACTOR, PLATFORM_NAMESPACE
 
     try:
-        meter = ray.get_actor(COST_METER_NAME, namespace=PLATFORM_NAMESPACE)
+        meter = ray.get_actor(COST_METER_ACTOR, namespace=PLATFORM_NAMESPACE)
         ray.get(meter.register_serving.remote(app_name, app.team, app.model.name), timeout=10)
     except Exception as exc:
         return f"not registered: {type(exc).__name__}"

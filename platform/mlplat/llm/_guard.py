@@ -25,13 +25,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from mlplat.cluster import LLM_GUARD_ACTOR
 from mlplat.deployment import ControllerCommands, SloWindows, TrafficSplit, WindowStats
 from mlplat.llm._promotion import llm_breach
 
 if TYPE_CHECKING:
     from mlplat.config import PlatformConfig
 
-GUARD_ACTOR = "mlplat-llm-slo-guard"
 """Default name of the detached guard actor (namespace ``mlplat``)."""
 
 Rollback = Callable[[str, TrafficSplit, str, WindowStats], None]
@@ -181,7 +181,7 @@ class LLMGuardActor(ControllerCommands):
     and ``mlplat deploy promote <app> N --controller <guard>`` drive LLM promotions.
     """
 
-    def __init__(self, cfg: PlatformConfig, name: str = GUARD_ACTOR, tick_s: float = 0.2) -> None:
+    def __init__(self, cfg: PlatformConfig, name: str = LLM_GUARD_ACTOR, tick_s: float = 0.2) -> None:
         from mlplat.config import SqliteTracking
         from mlplat.deployment import (
             ControllerPort,
@@ -266,7 +266,7 @@ class LLMGuardActor(ControllerCommands):
         return {v: w.as_dict() for v, w in self._guard.current_windows(app).items()}
 
 
-def get_llm_guard(cfg: PlatformConfig, name: str = GUARD_ACTOR) -> Any:
+def get_llm_guard(cfg: PlatformConfig, name: str = LLM_GUARD_ACTOR) -> Any:
     """The guard actor ``name`` (created if absent: detached, named, 0 CPU, restartable).
 
     Example:

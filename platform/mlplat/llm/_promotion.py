@@ -17,7 +17,7 @@ state in a store, rollback on breach) runs LLM promotions with three LLM parts:
 Example:
     >>> from mlplat.deployment import promote
     >>> promote(cfg, "llm", "2", token=person_token(cfg, "alice"), reason="new tune",
-    ...         controller=GUARD_ACTOR)["stage"]                     # doctest: +SKIP
+    ...         controller=LLM_GUARD_ACTOR)["stage"]                     # doctest: +SKIP
     'shadow'
 """
 

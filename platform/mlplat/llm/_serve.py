@@ -174,8 +174,7 @@ class LLMDeployment:
 
     async def _cost_loop(self) -> None:
         """Completion tokens → the cost meter (fire-and-forget; absent meter: kept for later)."""
-        from mlplat.cluster import PLATFORM_NAMESPACE
-        from mlplat.governance import COST_METER_NAME
+        from mlplat.cluster import COST_METER_ACTOR, PLATFORM_NAMESPACE
 
         meter: Any = None
         while True:
@@ -185,7 +184,7 @@ class LLMDeployment:
                 continue
             try:
                 if meter is None:
-                    meter = await asyncio.to_thread(ray.get_actor, COST_METER_NAME,
+                    meter = await asyncio.to_thread(ray.get_actor, COST_METER_ACTOR,
                                                     PLATFORM_NAMESPACE)
                 meter.record_tokens.remote(self._app.model.name, total - self._tokens_sent)
                 self._tokens_sent = total

@@ -7,7 +7,6 @@ critical drift to Alertmanager (``post_alert``) and submits retraining (``Retrai
 contract is docs/contracts/monitoring.md.
 """
 
-from mlplat.monitoring._actor import DRIFT_MONITOR_NAME as DRIFT_MONITOR_NAME
 from mlplat.monitoring._actor import NAMESPACE as NAMESPACE
 from mlplat.monitoring._actor import get_drift_monitor as get_drift_monitor
 from mlplat.monitoring._alerts import alertmanager_url as alertmanager_url
@@ -35,7 +34,6 @@ from mlplat.monitoring._store import DriftStore as DriftStore
 __all__ = [
     "DEFAULT_MAX_BUFFER_ROWS",
     "DEFAULT_MIN_ROWS",
-    "DRIFT_MONITOR_NAME",
     "METRIC_NAMES",
     "MISSING_METHOD",
     "NAMESPACE",

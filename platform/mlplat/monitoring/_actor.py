@@ -16,7 +16,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlplat.cluster import PLATFORM_NAMESPACE, node_info, platform_actor, survives_restart
+from mlplat.cluster import (
+    DRIFT_MONITOR_ACTOR,
+    PLATFORM_NAMESPACE,
+    node_info,
+    platform_actor,
+    survives_restart,
+)
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import DriftReport
 from mlplat.errors import MlplatError, UserError
@@ -36,7 +42,6 @@ from mlplat.monitoring._store import DriftStore
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
-DRIFT_MONITOR_NAME = "mlplat-drift-monitor"
 NAMESPACE = PLATFORM_NAMESPACE
 _MAX_CONCURRENCY = 4
 """Threads in the actor: record() calls keep being served while a report computes."""
@@ -298,7 +303,7 @@ def registered_reference(cfg: PlatformConfig, model: str,
 def get_drift_monitor(
     cfg: PlatformConfig,
     *,
-    name: str = DRIFT_MONITOR_NAME,
+    name: str = DRIFT_MONITOR_ACTOR,
     max_buffer_rows: int | None = None,
     metrics_port: int | None = None,
     dashboard_url: str | None = None,

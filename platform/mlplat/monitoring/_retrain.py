@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlplat.cluster import DRIFT_MONITOR_ACTOR
 from mlplat.config import PlatformConfig
 from mlplat.contracts.v1 import DriftReport
 from mlplat.errors import InfraError, MlplatError
 from mlplat.monitoring._store import DriftStore
 
-RETRAIN_ACTOR = "mlplat-drift-monitor"
 """Audit actor of automatic retraining."""
 TRAIN_SCRIPT = "jobs/train.py"
 
@@ -185,14 +185,14 @@ class RetrainPolicy:
         except (MlplatError, RuntimeError, OSError) as exc:
             self.last_error = str(exc)
             if self._audit is not None:
-                self._audit(RETRAIN_ACTOR, "monitoring.retrain", target_label,
+                self._audit(DRIFT_MONITOR_ACTOR, "monitoring.retrain", target_label,
                             reason="critical drift", details={**details, "error": str(exc)[:500]},
                             outcome="failed")
             return None
         self._store.set_retrain_state(model, now, job_id, report.version, True)
         self.last_error = ""
         if self._audit is not None:
-            self._audit(RETRAIN_ACTOR, "monitoring.retrain", target_label,
+            self._audit(DRIFT_MONITOR_ACTOR, "monitoring.retrain", target_label,
                         reason=f"critical drift: {report.share_drifted:.0%} of features drifted",
                         details={**details, "job_id": job_id, "team": target.team,
                                  "dataset": target.dataset})

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from mlplat.apps import AppConfig, apps_dir, load_app, load_app_module
+from mlplat.cluster import CONTROLLER_ACTOR
 from mlplat.config import PlatformConfig
 from mlplat.errors import MlplatError, NotFoundError, UserError, did_you_mean
 
@@ -160,7 +161,7 @@ def serve_config(cfg: PlatformConfig, app: AppConfig) -> dict[str, Any]:
             "name": app.name,
             "route_prefix": app.serving.route_prefix,
             "import_path": "mlplat.deployment.serve_app:build",
-            "args": {"app": app.name, "controller": "mlplat-promotion-controller"},
+            "args": {"app": app.name, "controller": CONTROLLER_ACTOR},
             "deployments": [{
                 "name": "router",
                 "user_config": {"model": app.name, "split": {"weights": {"1": 100}}},

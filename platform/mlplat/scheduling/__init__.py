@@ -19,7 +19,6 @@ from mlplat.scheduling._queue import QueueEntry as QueueEntry
 from mlplat.scheduling._queue import QueueStore as QueueStore
 from mlplat.scheduling._queue import team_quota as team_quota
 from mlplat.scheduling._queue import validate_request as validate_request
-from mlplat.scheduling._service import QUEUE_ACTOR as QUEUE_ACTOR
 from mlplat.scheduling._service import JobQueueActor as JobQueueActor
 from mlplat.scheduling._service import enqueue as enqueue
 from mlplat.scheduling._service import job_queue as job_queue
@@ -28,7 +27,6 @@ from mlplat.scheduling._service import wait_queued as wait_queued
 
 __all__ = [
     "ACTIVE_STATES",
-    "QUEUE_ACTOR",
     "TERMINAL_STATES",
     "JobQueue",
     "JobQueueActor",

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from mlplat.cluster import JOB_QUEUE_ACTOR
 from mlplat.config import PlatformConfig
 from mlplat.errors import InfraError
 from mlplat.scheduling._queue import (
@@ -29,7 +30,6 @@ from mlplat.scheduling._queue import (
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
-QUEUE_ACTOR = "mlplat-job-queue"
 QUEUE_DB = "scheduling/queue.db"
 TICK_S = 0.5
 
@@ -132,7 +132,7 @@ class JobQueueActor:
 
 
 def job_queue(
-    cfg: PlatformConfig, *, name: str = QUEUE_ACTOR, dashboard_url: str | None = None
+    cfg: PlatformConfig, *, name: str = JOB_QUEUE_ACTOR, dashboard_url: str | None = None
 ) -> ActorHandle:
     """The queue actor (created on first use). The caller must be connected to Ray.
 
@@ -168,7 +168,7 @@ def _connect() -> None:
 
 
 def enqueue(
-    cfg: PlatformConfig, request: JobRequest, *, name: str = QUEUE_ACTOR,
+    cfg: PlatformConfig, request: JobRequest, *, name: str = JOB_QUEUE_ACTOR,
     dashboard_url: str | None = None,
 ) -> QueueEntry:
     """Check ``request`` locally, then put it in the cluster's queue.
@@ -190,7 +190,7 @@ def enqueue(
     return cast(QueueEntry, entry)
 
 
-def list_queue(cfg: PlatformConfig, *, name: str = QUEUE_ACTOR) -> list[QueueEntry]:
+def list_queue(cfg: PlatformConfig, *, name: str = JOB_QUEUE_ACTOR) -> list[QueueEntry]:
     """Every job the queue knows, oldest first (terminal ones included)."""
     import ray
 
@@ -200,7 +200,7 @@ def list_queue(cfg: PlatformConfig, *, name: str = QUEUE_ACTOR) -> list[QueueEnt
 
 
 def wait_queued(
-    cfg: PlatformConfig, job_id: str, *, name: str = QUEUE_ACTOR, timeout_s: float = 900.0,
+    cfg: PlatformConfig, job_id: str, *, name: str = JOB_QUEUE_ACTOR, timeout_s: float = 900.0,
 ) -> QueueEntry:
     """Block until queued job ``job_id`` reaches a terminal state.
 
