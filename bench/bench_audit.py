@@ -29,8 +29,8 @@ def _entries(n: int, offset: int = 0) -> list[dict[str, object]]:
 
 
 def main() -> None:
+    from mlplat.audit import AuditLog, SqliteAuditStore
     from mlplat.config import load_config
-    from mlplat.governance import AuditLog, SqliteAuditStore
 
     n_verify = int(os.environ.get("MLPLAT_BENCH_AUDIT_N", "1000000"))
     batch = 1000

@@ -387,7 +387,7 @@ def _cost(cfg: PlatformConfig, app: AppConfig, dashboard_url: str, summary: Demo
 
 
 def _audit(cfg: PlatformConfig, summary: DemoSummary, console: Console) -> None:
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     result = AuditLog(cfg).verify()
     summary.audit = {"ok": result.ok, "records": result.records}

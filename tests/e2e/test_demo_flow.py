@@ -109,8 +109,8 @@ def test_cost_is_attributed_to_the_team(demo) -> None:
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_audit_chain_verifies_then_detects_an_edit(demo, tmp_path: Path) -> None:
-    from mlplat.governance import AuditLog
-    from mlplat.governance._audit_store import SqliteAuditStore
+    from mlplat.audit import AuditLog
+    from mlplat.audit._store import SqliteAuditStore
 
     cfg, summary, _ = demo
     assert summary.audit["ok"] and summary.audit["records"] >= 5
@@ -179,9 +179,9 @@ def test_the_readme_commands_work_after_the_demo(demo) -> None:
     from typer.testing import CliRunner
 
     from mlplat.apps import load_app
+    from mlplat.audit import AuditLog
     from mlplat.cli import app as cli
     from mlplat.deployment import current_split
-    from mlplat.governance import AuditLog
     from mlplat.secrets import person_token
 
     cfg, summary, _ = demo

@@ -299,8 +299,8 @@ def test_injected_ttft_breach_rolls_canary_back_with_no_failed_request(
         llm2, record_property) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
+    from mlplat.audit import AuditLog
     from mlplat.deployment import TrafficSplit
-    from mlplat.governance import AuditLog
     from mlplat.llm import llm_router_stats, set_llm_traffic
     from tests.services import poll
 

@@ -98,8 +98,8 @@ def test_each_version_answers_from_its_own_deployment(llm_dep, record_property) 
 
 
 def test_shadow_then_swap_starts_and_prunes_version_deployments(llm_dep, record_property) -> None:
+    from mlplat.audit import AuditLog
     from mlplat.deployment import TrafficSplit, version_app_name
-    from mlplat.governance import AuditLog
     from mlplat.llm import llm_shadow_report, set_llm_traffic
     from tests.services import poll
 

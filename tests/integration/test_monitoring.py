@@ -142,7 +142,7 @@ def test_critical_drift_submits_one_audited_retraining_job_per_episode(
     import ray
     from ray.job_submission import JobSubmissionClient
 
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
     from mlplat.monitoring import get_drift_monitor
 
     cfg = load_config(REPO / "platform.yaml")

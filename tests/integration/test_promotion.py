@@ -170,7 +170,7 @@ def _events(rollout: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 
 def test_admin_routes_act_as_the_tokens_owner_by_role_and_are_audited(promo) -> None:
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     http, url, app = promo["http"], promo["url"], promo["app"]
     before = AuditLog(promo["cfg"]).head()[0]
@@ -218,8 +218,8 @@ def test_admin_routes_act_as_the_tokens_owner_by_role_and_are_audited(promo) -> 
 
 
 def test_bad_webhook_signature_is_401_and_audited(promo) -> None:
+    from mlplat.audit import AuditLog
     from mlplat.deployment import sign_webhook
-    from mlplat.governance import AuditLog
 
     http, url = promo["http"], promo["url"]
     before = AuditLog(promo["cfg"]).head()[0]

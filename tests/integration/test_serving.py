@@ -271,13 +271,7 @@ def test_a_killed_router_replica_fails_no_request_through_the_ingress(served, tm
     import ray
     from ray.util.state import list_actors
 
-    from mlplat.deployment import (
-        LocalModelLoader,
-        current_split,
-        deploy,
-        ingress_down,
-        ingress_up,
-    )
+    from mlplat.deployment import LocalModelLoader, current_split, deploy, ingress_down, ingress_up
     from mlplat.deployment._api import apply_traffic
     from tests.services import free_port
 

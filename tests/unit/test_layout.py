@@ -67,3 +67,72 @@ def test_platform_actor_names_live_in_one_module() -> None:
     offenders = [f"{path.relative_to(REPO)}: {name}" for path in PKG.rglob("*.py")
                  if path != home for name in names if f'"{name}"' in path.read_text()]
     assert offenders == []
+
+
+def _package_graph() -> dict[str, dict[str, list[str]]]:
+    """package → imported package → where (file:line), from every import in the package's
+    files, function-level ones included. A package is mlplat's first-level name (a plane,
+    ``audit``, ``cluster``, ``config`` …)."""
+    graph: dict[str, dict[str, list[str]]] = {}
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG)
+        src = rel.parts[0].removesuffix(".py")
+        for node in ast.walk(parse_source(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module]
+            else:
+                continue
+            for target in targets:
+                parts = target.split(".")
+                if parts[0] == "mlplat" and len(parts) > 1 and parts[1] != src:
+                    graph.setdefault(src, {}).setdefault(parts[1], []).append(
+                        f"{rel}:{node.lineno}")
+    return graph
+
+
+def _cycles(graph: dict[str, dict[str, list[str]]]) -> list[list[str]]:
+    """Strongly connected groups of more than one package (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle_between_packages_function_level_imports_included() -> None:
+    graph = _package_graph()
+    assert {"deployment", "audit", "cluster", "governance"} <= set(graph)  # it sees them all
+    cycles = _cycles(graph)
+    where = {f"{a} -> {b}": graph[a][b][:3] for group in cycles for a in group
+             for b in graph.get(a, {}) if b in group}
+    assert cycles == [], where
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b": ["x"]}, "b": {"c": ["y"]}, "c": {"a": ["z"]}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b": ["x"]}}) == []

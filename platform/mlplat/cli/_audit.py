@@ -35,7 +35,7 @@ def verify(
 
     Example: `mlplat audit verify` or `mlplat audit verify --expected-head 1200:3f2a…`.
     """
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     result = AuditLog(config(config_path)).verify(expected_head=_head(expected_head),
                                                   workers=workers)
@@ -62,7 +62,7 @@ def log(
     json_out: bool = JsonOption,
 ) -> None:
     """List audit records. Example: `mlplat audit log --since 10 --action deployment.`."""
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     events = AuditLog(config(config_path)).events(since_seq=since, target=target,
                                                   action_prefix=action)
@@ -82,7 +82,7 @@ def head(config_path: Path | None = ConfigOption) -> None:
 
     Example: `mlplat audit head >> ticket.txt`.
     """
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     seq, digest = AuditLog(config(config_path)).head()
     typer.echo(f"{seq}:{digest}")
@@ -91,7 +91,7 @@ def head(config_path: Path | None = ConfigOption) -> None:
 @app.command("checkpoint")
 def checkpoint(config_path: Path | None = ConfigOption) -> None:
     """Sign a checkpoint of the current head now. Example: `mlplat audit checkpoint`."""
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     seq, digest = AuditLog(config(config_path)).checkpoint()
     typer.echo(f"{seq}:{digest}")
@@ -110,7 +110,7 @@ def purge(
     """
     from datetime import UTC
 
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     try:
         parsed = datetime.fromisoformat(before)

@@ -151,9 +151,9 @@ def build(
 
 
 def _dataset(cfg: Any, app: Any, dataset: str | None) -> str:
-    from mlplat.scaffold import latest_dataset
+    from mlplat.data import latest_dataset
 
-    found = dataset or latest_dataset(cfg, app)
+    found = dataset or latest_dataset(cfg, app.name)
     if not found:
         raise UserError(f"no dataset built for '{app.name}' yet; run `mlplat data build "
                         f"{app.name}` or pass --dataset DIR.")

@@ -19,6 +19,7 @@ from mlplat.data._availability import FeatureAvailability as FeatureAvailability
 from mlplat.data._availability import check_feature_spec as check_feature_spec
 from mlplat.data._availability import check_features as check_features
 from mlplat.data._dataset import build_dataset as build_dataset
+from mlplat.data._dataset import latest_dataset as latest_dataset
 from mlplat.data._dataset import read_manifest as read_manifest
 from mlplat.data._feast import apply_features as apply_features
 from mlplat.data._feast import check_views as check_views
@@ -53,6 +54,7 @@ __all__ = [
     "feast_env",
     "feature_log_uri",
     "feature_store",
+    "latest_dataset",
     "load_definitions",
     "materialize",
     "raw_dir",

@@ -569,3 +569,24 @@ def read_manifest(path: str | os.PathLike[str]) -> DatasetManifest:
         return DatasetManifest.model_validate(json.loads(read_text(fs, file)))
     except (ValueError, TypeError) as exc:
         raise UserError(f"{file} is not a valid DatasetManifest: {exc}") from exc
+
+
+def latest_dataset(cfg: PlatformConfig, app: str) -> str | None:
+    """The newest dataset built for ``app`` (its folder), or None (also for object-store roots).
+
+    Datasets live at ``<root>/datasets/<app>/<sha>/`` with a ``manifest.json``.
+
+    Example:
+        >>> latest_dataset(cfg, "fraud")   # doctest: +SKIP
+        '.mlplat/datasets/fraud/3f2a…'
+    """
+    root = Path(cfg.root()) / "datasets" / app
+    if "://" in cfg.root() or not root.is_dir():
+        return None
+    found = []
+    for manifest in root.glob("*/manifest.json"):
+        try:
+            found.append((json.loads(manifest.read_text())["created_at"], str(manifest.parent)))
+        except (OSError, ValueError, KeyError):
+            continue  # a folder being written or a broken one is not a candidate
+    return max(found)[1] if found else None

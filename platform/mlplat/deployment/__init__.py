@@ -22,7 +22,6 @@ from mlplat.deployment._api import deploy as deploy
 from mlplat.deployment._api import endpoint_url as endpoint_url
 from mlplat.deployment._api import router_stats as router_stats
 from mlplat.deployment._api import undeploy as undeploy
-from mlplat.deployment._audit import audit_sink as audit_sink
 from mlplat.deployment._contract import ServingContract as ServingContract
 from mlplat.deployment._contract import contract_gate as contract_gate
 from mlplat.deployment._contract import load_contract as load_contract
@@ -112,7 +111,6 @@ __all__ = [
     "VersionCounters",
     "VersionFault",
     "WindowStats",
-    "audit_sink",
     "breach",
     "bucket_of",
     "contract_gate",

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mlplat.audit._sink import audit_sink, audited
 from mlplat.cluster import pool_selector
 from mlplat.contracts.v1 import TrafficSplit
-from mlplat.deployment._audit import audit_sink, audited
 from mlplat.deployment._reconfigure import wait_for_user_config
 from mlplat.deployment._types import FeatureLookupFactory, ModelLoader, RouterUserConfig
 from mlplat.errors import InfraError, NotFoundError

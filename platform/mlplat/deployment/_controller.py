@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlplat.audit._sink import AuditSink
 from mlplat.contracts.v1 import GateResult, TrafficSplit
-from mlplat.deployment._audit import AuditSink
 from mlplat.deployment._gates import evaluate_gates, gates_passed
 from mlplat.deployment._promotion import PRODUCTION_STAGE, SHADOW_STAGE, promotion_plan
 from mlplat.deployment._slo import SloWindows, WindowStats, breach

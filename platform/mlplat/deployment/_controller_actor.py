@@ -242,8 +242,8 @@ class ControllerActor(ControllerCommands):
     """Ray actor shell: builds the controller from the store and ticks it in a thread."""
 
     def __init__(self, cfg: PlatformConfig, path: str) -> None:
+        from mlplat.audit._sink import audit_sink
         from mlplat.config import SqliteTracking
-        from mlplat.deployment._audit import audit_sink
 
         self._controller = PromotionController(
             cfg, PromotionStore(path), ServePort(cfg), audit_sink(cfg),

@@ -221,7 +221,7 @@ class RouterDeployment:
             return header[len("Bearer "):].strip()
         client = request.client.host if request.client else "unknown"
         try:
-            from mlplat.deployment._audit import audit_sink
+            from mlplat.audit._sink import audit_sink
 
             audit_sink(self._cfg)(f"anonymous@{client}", f"deployment.admin.{action}",
                                   self._app.name, reason="missing bearer token",
@@ -283,7 +283,7 @@ class RouterDeployment:
     @_http.post("/webhooks/mlflow")
     async def mlflow_webhook(self, request: Request) -> JSONResponse:
         """MLflow registry webhook (``model_version_alias.created``), HMAC-verified."""
-        from mlplat.deployment._audit import audit_sink
+        from mlplat.audit._sink import audit_sink
         from mlplat.secrets import get_secret
 
         raw = await request.body()

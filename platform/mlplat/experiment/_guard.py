@@ -3,7 +3,7 @@
 "In production use" means the version holds one of the aliases the deployment plane keeps in
 sync with live traffic — ``production``, ``canary`` or ``shadow``. Deleting such a version (or
 its card) is refused with ``VersionInUseError`` and the refusal is audited; every allowed
-delete and every card edit is audited too (``mlplat.governance.AuditLog``).
+delete and every card edit is audited too (``mlplat.audit.AuditLog``).
 
 ``governance_webhook_app`` exposes the same check as a Kubernetes validating admission webhook
 (``POST /v1/admission/model-versions``, AdmissionReview v1), so deleting a ``ModelVersion``
@@ -80,7 +80,7 @@ def check_delete(cfg: PlatformConfig, model: str, version: str) -> DeleteDecisio
 
 def _audit(cfg: PlatformConfig, actor: str, action: str, target: str, reason: str,
            details: dict[str, Any], outcome: str) -> None:
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     AuditLog(cfg).append(actor, action, target, reason=reason, details=details, outcome=outcome)
 

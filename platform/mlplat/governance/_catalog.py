@@ -448,7 +448,7 @@ def refresh_catalog(cfg: PlatformConfig, models: Iterable[str] | None = None,
                                 f"{did_you_mean(name, registered)} Known: {sorted(registered)}.")
     audit = None
     try:
-        from mlplat.governance._audit import AuditLog
+        from mlplat.audit._log import AuditLog
 
         audit = AuditLog(cfg)
     except Exception:  # no audit store: splits come from the live cluster or stay unknown
@@ -537,7 +537,7 @@ def catalog_asgi_app(cfg: PlatformConfig, catalog: Catalog | None = None) -> Any
         return JSONResponse(json.loads(entry.model_dump_json()))
 
     def _audit(who: str, outcome: str, request: Request, details: dict[str, Any]) -> None:
-        from mlplat.governance._audit import AuditLog
+        from mlplat.audit._log import AuditLog
 
         client = request.client.host if request.client else "unknown"
         AuditLog(cfg).append(who, "catalog.refresh" if outcome == "ok" else "auth_failed",

@@ -306,7 +306,7 @@ def lineage_graph(cfg: PlatformConfig, model: str, version: str,
             break
     if audit is None:
         try:
-            from mlplat.governance._audit import AuditLog
+            from mlplat.audit._log import AuditLog
 
             audit = AuditLog(cfg)
         except Exception:  # no audit store reachable: no deployments shown

@@ -133,7 +133,7 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
     """
     from ray import serve
 
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     split = split or TrafficSplit(weights={app.model.version: 100.0})
     user_config = RouterUserConfig(model=app.model.name, split=split, issued_at=time.time())
@@ -237,8 +237,8 @@ def undeploy_llm(cfg: PlatformConfig, app_name: str, *, actor: str, reason: str 
     """
     from ray import serve
 
+    from mlplat.audit import AuditLog
     from mlplat.deployment import prune_version_apps
-    from mlplat.governance import AuditLog
 
     audit = AuditLog(cfg)
     serve.delete(app_name)
@@ -298,8 +298,8 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
     from pydantic import ValidationError
     from ray import serve
 
+    from mlplat.audit import AuditLog
     from mlplat.errors import UserError
-    from mlplat.governance import AuditLog
 
     audit = AuditLog(cfg)  # opened first: no audit log, no change
     deadline = time.monotonic() + cfg.slos.deployment.rollback_after_breach_s

@@ -182,13 +182,9 @@ class LLMGuardActor(ControllerCommands):
     """
 
     def __init__(self, cfg: PlatformConfig, name: str = LLM_GUARD_ACTOR, tick_s: float = 0.2) -> None:
+        from mlplat.audit import audit_sink
         from mlplat.config import SqliteTracking
-        from mlplat.deployment import (
-            ControllerPort,
-            PromotionController,
-            PromotionStore,
-            audit_sink,
-        )
+        from mlplat.deployment import ControllerPort, PromotionController, PromotionStore
         from mlplat.llm._config import LLMAppConfig
         from mlplat.llm._promotion import LLMPort, llm_judge
 

@@ -60,7 +60,7 @@ class DriftMonitorActor:
                  metrics_port: int | None, dashboard_url: str | None,
                  min_rows: int = DEFAULT_MIN_ROWS, alertmanager: str | None = None,
                  retrain: bool = True) -> None:
-        from mlplat.governance import AuditLog
+        from mlplat.audit import AuditLog
 
         threading.Thread(target=_warm_up_evidently, name="evidently-import", daemon=True).start()
         self._cfg = cfg

@@ -142,7 +142,7 @@ class RetrainPolicy:
         return self._resolve(model, {})
 
     def _newest_dataset(self, model: str, app: str) -> str:
-        from mlplat.scaffold import latest_dataset
+        from mlplat.data import latest_dataset
 
         return latest_dataset(self._cfg, Path(app).name) or f"{self._cfg.root()}/datasets/{model}"
 

@@ -363,25 +363,6 @@ def _check_generated(cfg: PlatformConfig, app: AppConfig) -> list[Problem]:
     ]
 
 
-__all__ = ["Problem", "check_app", "latest_dataset", "new_app", "render_app", "rendered_files",
+__all__ = ["Problem", "check_app", "new_app", "render_app", "rendered_files",
            "serve_config", "serving_contract", "templates"]
 
-
-def latest_dataset(cfg: PlatformConfig, app: AppConfig | str) -> str | None:
-    """The newest dataset built for ``app`` (its folder), or None (also for object-store roots).
-
-    Datasets live at ``<root>/datasets/<app>/<sha>/`` with a ``manifest.json`` (mlplat.data).
-    """
-    import json
-
-    name = app.name if isinstance(app, AppConfig) else app
-    root = Path(cfg.root()) / "datasets" / name
-    if "://" in cfg.root() or not root.is_dir():
-        return None
-    found = []
-    for manifest in root.glob("*/manifest.json"):
-        try:
-            found.append((json.loads(manifest.read_text())["created_at"], str(manifest.parent)))
-        except (OSError, ValueError, KeyError):
-            continue  # a folder being written or a broken one is not a candidate
-    return max(found)[1] if found else None

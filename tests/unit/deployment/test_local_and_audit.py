@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from mlplat.audit._sink import audited
 from mlplat.contracts.v1 import TrafficSplit
 from mlplat.deployment import InMemoryFeatureLookup, LocalModelLoader, RouterCore, save_local_model
-from mlplat.deployment._audit import audited
 from mlplat.errors import InfraError, NotFoundError
 from tests.unit.deployment.conftest import make_card, preprocessor_for
 

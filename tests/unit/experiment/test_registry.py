@@ -248,7 +248,7 @@ def test_tampered_registry_card_is_detected(store, registered) -> None:
 
 
 def test_card_edit_appends_a_revision_and_keeps_the_old_ones(store, registered) -> None:
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     cfg, _ = store
     before = get_model_card(cfg, "fraud", "1")
@@ -273,7 +273,7 @@ def test_card_edit_appends_a_revision_and_keeps_the_old_ones(store, registered) 
 def test_delete_guard_refuses_live_versions_and_audits(store, tmp_path) -> None:
     from fastapi.testclient import TestClient
 
-    from mlplat.governance import AuditLog
+    from mlplat.audit import AuditLog
 
     cfg, app = store
     v = _register(cfg, app, tmp_path / "c", 0.8).version

@@ -19,9 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mlplat.config import load_config
-from mlplat.errors import UserError
-from mlplat.governance import (
+from mlplat.audit import (
     GENESIS_HASH,
     AuditLog,
     MemoryAuditStore,
@@ -29,6 +27,8 @@ from mlplat.governance import (
     canonical_body,
     record_hash,
 )
+from mlplat.config import load_config
+from mlplat.errors import UserError
 from mlplat.secrets import person_token
 
 REPO = Path(__file__).resolve().parents[3]
@@ -455,7 +455,7 @@ APPENDER = """
 import sys, time
 from pathlib import Path
 from mlplat.config import load_config
-from mlplat.governance import AuditLog, SqliteAuditStore
+from mlplat.audit import AuditLog, SqliteAuditStore
 path, worker, count, folder, config = sys.argv[1:6]
 log = AuditLog(load_config(config), store=SqliteAuditStore(Path(path)),
                signing_key=b"unit-test-audit-key", checkpoint_every=7)
@@ -529,7 +529,7 @@ def test_parallel_verify_agrees_with_the_single_process_one(tmp_path: Path) -> N
     assert log.verify(workers=3).ok
     body = sqlite3.connect(path).execute("SELECT body FROM audit_log WHERE id=300").fetchone()[0]
     _tamper(path, "UPDATE audit_log SET body=? WHERE id=300", _edit_body(body, "actor"))
-    import mlplat.governance._audit as audit_mod
+    import mlplat.audit._log as audit_mod
 
     old = audit_mod.PARALLEL_MIN_RECORDS
     audit_mod.PARALLEL_MIN_RECORDS = 10

@@ -15,12 +15,12 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from mlplat.apps import AppConfig, load_app
+from mlplat.audit import AuditLog
 from mlplat.config import load_config
 from mlplat.contracts.v1 import DatasetManifest, Preprocessor
 from mlplat.errors import NotFoundError, UserError
 from mlplat.experiment import log_training_run, set_alias
 from mlplat.governance import (
-    AuditLog,
     Catalog,
     CatalogEntry,
     catalog_asgi_app,

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from mlplat.audit import AuditLog, PostgresAuditStore, SqliteAuditStore
 from mlplat.config import PostgresAudit, load_config
 from mlplat.errors import UserError
-from mlplat.governance import AuditLog, PostgresAuditStore, SqliteAuditStore
 from tests.services import Service, create_database
 
 REPO = Path(__file__).resolve().parents[3]

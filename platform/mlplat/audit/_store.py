@@ -141,7 +141,7 @@ class MemoryAuditStore:
             return batch
 
     def last(self) -> tuple[int, str] | None:
-        from mlplat.governance._audit_chain import body_seq
+        from mlplat.audit._chain import body_seq
 
         if not self.rows:
             return None
@@ -192,7 +192,7 @@ class MemoryAuditStore:
         return None
 
     def purge(self, through_seq: int, base: Mark) -> int:
-        from mlplat.governance._audit_chain import body_seq
+        from mlplat.audit._chain import body_seq
 
         with self._lock:
             keep = [r for r in self.rows if body_seq(r[0]) > through_seq]
@@ -474,7 +474,7 @@ def _migrate_v0(conn: sqlite3.Connection) -> None:
     """
     import json
 
-    from mlplat.governance._audit_chain import canonical_body
+    from mlplat.audit._chain import canonical_body
 
     conn.execute("ALTER TABLE audit_log RENAME TO audit_log_v0")
     conn.execute("""

@@ -22,17 +22,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlplat.config import PlatformConfig, PostgresAudit, SqliteAudit
-from mlplat.contracts.v1 import AuditEvent
-from mlplat.errors import InfraError, UserError
-from mlplat.governance._audit_chain import (
+from mlplat.audit._chain import (
     Chunk,
     canonical_body,
     key_id,
     scan_chunk,
     sign,
 )
-from mlplat.governance._audit_store import GENESIS_HASH, AuditStore, Batch, Mark, SqliteAuditStore
+from mlplat.audit._store import GENESIS_HASH, AuditStore, Batch, Mark, SqliteAuditStore
+from mlplat.config import PlatformConfig, PostgresAudit, SqliteAudit
+from mlplat.contracts.v1 import AuditEvent
+from mlplat.errors import InfraError, UserError
 
 OUTCOMES = ("ok", "denied", "failed")
 PRIVILEGED_ACTIONS = ("promote", "override", "rollback", "delete", "quota_change", "auth_failed")
@@ -140,7 +140,7 @@ def _open_store(cfg: PlatformConfig) -> AuditStore:
     if isinstance(backend, SqliteAudit):
         return SqliteAuditStore(cfg.local_path(backend.path), retention_days=days)
     if isinstance(backend, PostgresAudit):
-        from mlplat.governance._audit_pg import PostgresAuditStore
+        from mlplat.audit._pg import PostgresAuditStore
 
         return PostgresAuditStore(backend.dsn, backend.password_env, retention_days=days)
     raise UserError(f"Unsupported audit store type: {backend!r}.")  # pragma: no cover

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from mlplat.audit._store import GENESIS_HASH, Batch, Mark, _mark_row
 from mlplat.errors import InfraError, UserError
-from mlplat.governance._audit_store import GENESIS_HASH, Batch, Mark, _mark_row
 
 _LOCK_KEY = 0x6D6C706C6174  # "mlplat": the advisory lock every appender takes
 

@@ -1,4 +1,4 @@
-"""Auditing of the deployment plane's privileged actions through the governance plane."""
+"""``audit_sink`` / ``audited``: how a plane records a privileged action in the audit log."""
 
 from __future__ import annotations
 
@@ -13,33 +13,28 @@ if TYPE_CHECKING:
 
 
 class AuditSink(Protocol):
-    """The governance plane's ``AuditLog.append`` signature."""
+    """``AuditLog.append``'s signature (a test passes a list-appending fake)."""
 
     def __call__(self, actor: str, action: str, target: str, reason: str = "",
                  details: dict[str, Any] | None = None, outcome: str = "ok") -> Any: ...
 
 
 def audit_sink(cfg: PlatformConfig) -> AuditSink:
-    """The governance plane's audit log for ``cfg``, opened before the action it records.
+    """The audit log for ``cfg``, opened before the action it records.
 
     Opening it first means an action that could not be audited is never taken.
 
     Raises:
-        InfraError: the governance plane is not installed or its store cannot be opened.
+        InfraError: the audit store cannot be opened.
     """
-    try:
-        from mlplat.governance import AuditLog
-    except ImportError as exc:
-        raise InfraError(
-            "the governance plane (mlplat.governance.AuditLog) is unavailable, so this "
-            f"privileged deployment action cannot be audited and was not performed: {exc}"
-        ) from exc
+    from mlplat.audit._log import AuditLog
+
     try:
         log = AuditLog(cfg)
     except Exception as exc:
         raise InfraError(
             f"cannot open the audit log ({type(exc).__name__}: {exc}); the privileged "
-            "deployment action was not performed. Check the profile's 'audit' store."
+            "action was not performed. Check the profile's 'audit' store."
         ) from exc
     return log.append  # type: ignore[no-any-return]
 
