@@ -215,7 +215,7 @@ def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: Dem
     """Release v1 and promote v2 through the promotion controller — the one path every
     version takes — while traffic flows; each stage's traffic is recorded against the split
     that was in force for all of it."""
-    from mlplat.deployment import current_split, promote, promotion_status
+    from mlplat.deployment import endpoint_url, promote
     from mlplat.secrets import person_token
 
     token = person_token(cfg, DEMO_PERSON)
@@ -223,48 +223,32 @@ def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: Dem
                   f"security.people) with the local token .mlplat/secrets/token-{DEMO_PERSON}")
     _drift_references(cfg, app, [v1, v2], summary)
     deployed_at = time.monotonic()
+    bodies = _request_pool(cfg, app)
+    rng = random.Random(0)
     # A first release: nothing has been served, so the drift gate cannot be judged; the
-    # incident commander accepts that (audited). Every other gate is judged.
+    # incident commander accepts that (audited). Every other gate is judged. (On a cluster
+    # where the app already serves, v1 is promoted like any version instead.)
     first = promote(cfg, app.name, v1, token=token, reason="first production deployment",
                     override=True)
     if not _print_gates(first, summary, console):
         raise UserError(f"{app.name} v{v1} failed its promotion gates; see above.")
-    summary.endpoint = first["endpoint"]
+    summary.endpoint = endpoint_url(cfg, app)
+    if first["status"] == "running":
+        _follow(cfg, app, v1, summary, bodies, rng, requests_per_stage, {}, timeout_s)
     console.print(f"v{v1} is production at {summary.endpoint}")
-    bodies = _request_pool(cfg, app)
-    rng = random.Random(0)
     stage_stats = _send(summary, bodies, rng, requests_per_stage)
     stage_stats.pop("latencies")
     summary.stages.append({"stage": "production-v1", "weights": {v1: 100.0}, **stage_stats})
+    # v2's drift gate compares served traffic with v2's training sample: serve until the
+    # drift monitor holds enough closed windows to judge it (monitoring.min_window_rows).
+    _until_drift_judgeable(cfg, app, v2, summary, bodies, rng, timeout_s)
 
     started = promote(cfg, app.name, v2, token=token, reason="retrained: wider model")
     if not _print_gates(started, summary, console):
         console.print(f"v{v2} failed its gates: it stays out of traffic")
         return
     by_stage: dict[str, dict[str, Any]] = {}
-    batch = max(10, requests_per_stage // 4)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rollout = promotion_status(cfg, app.name)["rollout"]
-        before = current_split(cfg, app)
-        counts = _send(summary, bodies, rng, batch)
-        if current_split(cfg, app) == before:  # the whole batch saw one split
-            stage = _stage_of(before, v2)
-            seen = by_stage.setdefault(stage, {"stage": stage, "weights": dict(before.weights),
-                                               "shadow": before.shadow, "observed": {},
-                                               "latencies": []})
-            for version, n in counts["observed"].items():
-                seen["observed"][version] = seen["observed"].get(version, 0) + n
-            seen["latencies"] += counts["latencies"]
-            if stage == "shadow" and not summary.shadow:
-                summary.shadow = _shadow_stats(cfg, app)
-        if rollout["status"] != "running" and "production" in by_stage \
-                and sum(by_stage["production"]["observed"].values()) >= requests_per_stage:
-            break
-        if rollout["status"] == "rolled_back":
-            raise InfraError(f"the controller rolled v{v2} back: {rollout['history'][-1]}")
-        if time.monotonic() > deadline:
-            raise InfraError(f"v{v2}'s rollout did not finish in {timeout_s:.0f} s: {rollout}")
+    _follow(cfg, app, v2, summary, bodies, rng, requests_per_stage, by_stage, timeout_s)
     for seen_stage in by_stage.values():
         lat = sorted(seen_stage.pop("latencies"))
         seen_stage["p50_ms"] = round(lat[len(lat) // 2], 2)
@@ -274,6 +258,55 @@ def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: Dem
                       f"shadow={seen_stage['shadow']} observed={seen_stage['observed']}")
     console.print(f"  shadow comparisons: {summary.shadow}")
     summary.serving_s = time.monotonic() - deployed_at
+
+
+def _until_drift_judgeable(cfg: PlatformConfig, app: AppConfig, version: str,
+                           summary: DemoSummary, bodies: list[dict[str, Any]],
+                           rng: random.Random, timeout_s: float) -> None:
+    import ray
+
+    from mlplat.monitoring import get_drift_monitor
+
+    monitor = get_drift_monitor(cfg)
+    deadline = time.monotonic() + timeout_s
+    while ray.get(monitor.served_drift.remote(app.name, version), timeout=60) is None:
+        if time.monotonic() > deadline:
+            raise InfraError(f"the drift monitor could not judge v{version} after "
+                             f"{timeout_s:.0f} s of traffic (monitoring.min_window_rows)")
+        _send(summary, bodies, rng, 100)
+
+
+def _follow(cfg: PlatformConfig, app: AppConfig, candidate: str, summary: DemoSummary,
+            bodies: list[dict[str, Any]], rng: random.Random, requests_per_stage: int,
+            by_stage: dict[str, dict[str, Any]], timeout_s: float) -> None:
+    """Send traffic while the controller walks ``candidate``'s rollout; each batch that saw
+    one split all along is counted for that split's stage in ``by_stage``."""
+    from mlplat.deployment import current_split, promotion_status
+
+    batch = max(10, requests_per_stage // 4)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rollout = promotion_status(cfg, app.name)["rollout"]
+        before = current_split(cfg, app)
+        counts = _send(summary, bodies, rng, batch)
+        if current_split(cfg, app) == before:  # the whole batch saw one split
+            stage = _stage_of(before, candidate)
+            seen = by_stage.setdefault(stage, {"stage": stage, "weights": dict(before.weights),
+                                               "shadow": before.shadow, "observed": {},
+                                               "latencies": []})
+            for version, n in counts["observed"].items():
+                seen["observed"][version] = seen["observed"].get(version, 0) + n
+            seen["latencies"] += counts["latencies"]
+            if stage == "shadow" and not summary.shadow:
+                summary.shadow = _shadow_stats(cfg, app)
+        if rollout["status"] == "rolled_back":
+            raise InfraError(f"the controller rolled v{candidate} back: {rollout['history'][-1]}")
+        if rollout["status"] != "running" and "production" in by_stage \
+                and sum(by_stage["production"]["observed"].values()) >= requests_per_stage:
+            return
+        if time.monotonic() > deadline:
+            raise InfraError(f"v{candidate}'s rollout did not finish in {timeout_s:.0f} s: "
+                             f"{rollout}")
 
 
 def _shadow_stats(cfg: PlatformConfig, app: AppConfig, timeout_s: float = 10.0) -> dict[str, Any]:

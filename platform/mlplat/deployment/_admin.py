@@ -70,11 +70,20 @@ def promote(cfg: PlatformConfig, app: str, version: str, *, token: str | None,
 
 
 def _has_production(cfg: PlatformConfig, app: str, controller: str) -> bool:
+    """True when the controller knows a last good version of ``app`` *and* its router runs
+    (after a cluster restart with the same store, the app is released again)."""
+    from ray import serve
+
     from mlplat.errors import NotFoundError
 
     try:
-        return _call(cfg, controller, "status", app).get("last_good") is not None
+        if _call(cfg, controller, "status", app).get("last_good") is None:
+            return False
     except NotFoundError:  # the controller does not manage the app: never deployed
+        return False
+    try:
+        return app in serve.status().applications
+    except Exception:  # Serve not started on this cluster: nothing serves the app
         return False
 
 

@@ -244,7 +244,10 @@ class PromotionController:
         """
         with self._lock:
             managed = self.store.app(app.name)
-            if managed is not None and managed.last_good is not None:
+            # A last good version whose router is gone (a new cluster, the same store) is
+            # released again; one that serves is promoted instead.
+            if managed is not None and managed.last_good is not None \
+                    and self.port.current_split(app) is not None:
                 raise UserError(f"app '{app.name}' already serves v{managed.last_good}: "
                                 f"`mlplat deploy promote {app.name} {version}` rolls out a new "
                                 "version through shadow and canary.")

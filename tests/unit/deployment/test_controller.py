@@ -345,6 +345,7 @@ def test_a_first_release_judges_every_gate(platform_config, fraud_app, tmp_path)
     assert out["status"] == "released"
     assert audit[-1] == ("carol", "deployment.first_release", "ok")
     c.register_app(fraud_app, "fraud", "1")  # what deploy(controller=...) does next
+    port.splits.append((TrafficSplit(weights={"1": 100}), None))  # … and its router serves
     with pytest.raises(UserError, match="already serves v1"):
         c.first_release(fraud_app, "fraud", "2", actor="carol", override_by="carol")
 
