@@ -390,8 +390,18 @@ def _drift(cfg: PlatformConfig, app: AppConfig, version: str, summary: DemoSumma
     from mlplat.monitoring import get_drift_monitor
 
     monitor = get_drift_monitor(cfg)
-    report = cast("DriftReport", ray.get(monitor.report.remote(app.name, version, min_rows=50),
-                                         timeout=180))
+    # The router flushes its samples to the monitor every few hundred ms, off the request
+    # path: the last requests' rows may still be on their way.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            report = cast("DriftReport", ray.get(
+                monitor.report.remote(app.name, version, min_rows=50), timeout=180))
+            break
+        except ray.exceptions.RayTaskError as exc:
+            if not isinstance(exc.cause, UserError) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     summary.drift = report.model_dump(mode="json")
     table = Table("feature", "method", "score", "drifted", title=f"drift {app.name} v{version}")
     for name, f in report.features.items():

@@ -27,8 +27,8 @@ STEP_LOG_DIR = "step_log"
 """Folder (under the run's checkpoint folder, local storage only) where rank 0 appends one JSON
 line per executed step and every rank one line per start: what really ran, replays included."""
 PREEMPTION_LOG = "preemptions.jsonl"
-"""Step-log file where rank 0 records each just-in-time checkpoint: the step, when the drain
-notice was seen, when the checkpoint was saved, and the drain deadline (the drill's timeline)."""
+"""Step-log file where rank 0 records each drain notice when it sees it and again once its
+just-in-time checkpoint is saved (the drill's timeline, complete even if the save never ends)."""
 PREEMPTION_HOLD_GRACE_S = 30.0
 """After the just-in-time checkpoint workers stop stepping until Ray Train tears them down at
 the drain deadline; if they are still alive this long after it (drain cancelled), they resume."""
@@ -74,8 +74,10 @@ def read_step_log(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     ``steps`` holds one record per optimizer step rank 0 executed (``step``, ``loss``,
     ``attempt``, ``t``), replays after a failure included; ``starts`` one record per worker
     start (``rank``, ``pid``, ``node_id``, ``attempt``, ``step``, ``total_steps``);
-    ``preemptions`` one record per just-in-time checkpoint (``step``, ``attempt``,
-    ``notice_t``, ``saved_t``, ``deadline_t``). Empty for remote storage.
+    ``preemptions`` two records per drain notice: ``event: "notice"`` when a worker first saw
+    it (``step``, ``attempt``, ``t``, ``deadline_t``), then ``event: "saved"`` once its
+    just-in-time checkpoint was reported (``step``, ``attempt``, ``t``). Empty for remote
+    storage.
 
     Example:
         >>> log = read_step_log(".mlplat/checkpoints/nightly")
@@ -239,18 +241,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         plain_model.train()
         return out
 
-    def log_preemption(info: Any, notice_t: float) -> None:
+    def log_preemption(event: str, info: Any) -> None:
         if rank != 0 or log_dir is None:
             return
         deadline_ms = getattr(info, "deadline_ms", None)
-        _append_line(
-            log_dir / PREEMPTION_LOG,
-            {"step": global_step, "attempt": attempt, "notice_t": notice_t,
-             "saved_t": time.time(), "deadline_t": deadline_ms / 1000 if deadline_ms else None},
-        )
+        record = {"event": event, "step": global_step, "attempt": attempt, "t": time.time()}
+        if event == "notice":
+            record["deadline_t"] = deadline_ms / 1000 if deadline_ms else None
+        _append_line(log_dir / PREEMPTION_LOG, record)
 
     saved_for_preemption = False
-    pending_hold: tuple[Any, float] | None = None
+    pending_hold: Any = None
     while epoch < epochs:
         shard = epoch_shard(len(x_train), world, rank, seed, epoch)
         loss_sum, loss_count = 0.0, 0
@@ -285,7 +286,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 preemption = ray.train.get_preemption_info()
                 saved_for_preemption = preemption is not None
             if preemption is not None:
-                notice_t = time.time()
+                log_preemption("notice", preemption)
             if (global_step % every == 0 or preemption is not None) and not last_batch:
                 metrics = {
                     "epoch": epoch,
@@ -297,10 +298,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 }
                 save_and_report(metrics, epoch, b + 1)
                 if preemption is not None:
-                    log_preemption(preemption, notice_t)
+                    log_preemption("saved", preemption)
                     _hold_until_reclaimed(preemption)
             elif preemption is not None:  # last batch: the epoch-end checkpoint below is the JIT one
-                pending_hold = (preemption, notice_t)
+                pending_hold = preemption
             if min_step_s > 0:
                 # Rate limit (fault drills, benchmarks): a short run that lasts long enough.
                 time.sleep(max(0.0, min_step_s - (time.perf_counter() - step_started)))
@@ -320,7 +321,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         )
         save_and_report(metrics, epoch, 0)
         if pending_hold is not None:
-            log_preemption(*pending_hold)
+            log_preemption("saved", pending_hold)
             if epoch < epochs:
-                _hold_until_reclaimed(pending_hold[0])
+                _hold_until_reclaimed(pending_hold)
         pending_hold = None
