@@ -22,8 +22,12 @@ pytestmark = pytest.mark.timeout(1200)  # the module fixture runs the whole demo
 def demo(ray_cluster: str, ray_dashboard_url: str, session_home: Path):
     cfg = load_config(REPO / "platform.yaml")
     out = io.StringIO()
-    summary = run_demo(cfg, n_accounts=150, days=6, requests_per_stage=80,
-                       dashboard_url=ray_dashboard_url, console=Console(file=out, width=160))
+    try:
+        summary = run_demo(cfg, n_accounts=150, days=6, requests_per_stage=80,
+                           dashboard_url=ray_dashboard_url, console=Console(file=out, width=160))
+    except BaseException:
+        print(out.getvalue())  # what the demo printed up to the failure (pytest shows it)
+        raise
     return cfg, summary, out.getvalue()
 
 

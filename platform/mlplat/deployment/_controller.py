@@ -191,7 +191,8 @@ class PromotionController:
         """Gate ``candidate`` and, if every gate passes, begin its rollout.
 
         ``override_by`` (an incident commander, authorized by the caller) accepts gates that
-        could not be judged; a gate that was judged and failed still rejects.
+        failed or could not be judged (each named in its detail, all audited); the rollout
+        still goes through shadow and the canary steps.
 
         Returns:
             The rollout (``status`` ``running``, or ``rejected`` with the failed gates).
@@ -355,9 +356,12 @@ class PromotionController:
                     "(--override)"))
         if override_by is None:
             return results
-        return [r if r.judged or r.passed else r.model_copy(update={
-            "passed": True, "detail": f"{r.detail} — accepted unjudged by incident commander "
-            f"{override_by}"}) for r in results]
+        # An incident commander's override accepts a gate that failed or could not be
+        # judged, named in its detail (and audited with the gates); a version that cannot
+        # even be loaded is never accepted.
+        return [r if r.passed or r.name == "load" else r.model_copy(update={
+            "passed": True, "detail": f"{r.detail} — {'failed' if r.judged else 'unjudged'}, "
+            f"accepted by incident commander {override_by}"}) for r in results]
 
     def override(self, app_name: str, person: str, reason: str) -> dict[str, Any]:
         """Incident-commander bypass of the shadow minimum, by ``person`` (authenticated and

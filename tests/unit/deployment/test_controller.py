@@ -312,7 +312,7 @@ def test_stage_evidence_is_this_stages_when_a_stage_outlasts_the_slo_history(
 # --------------------------------------------------------------------------- no way around
 
 
-def test_a_gate_that_cannot_be_judged_blocks_unless_an_incident_commander_accepts_it(
+def test_a_gate_that_fails_or_cannot_be_judged_blocks_unless_an_incident_commander_accepts_it(
         world) -> None:
     c, port = world["c"], world["port"]
     port.drift = None  # no served traffic in the monitor to compare with
@@ -324,8 +324,14 @@ def test_a_gate_that_cannot_be_judged_blocks_unless_an_incident_commander_accept
     drift = next(g for g in out["history"][0]["gates"] if g["name"] == "drift")
     assert out["status"] == "running" and drift["passed"] and "carol" in drift["detail"]
     c.rollback("fraud", actor="carol", reason="next case")
-    port.features_ok = False  # a gate that was judged and failed: no override accepts it
-    out = c.start("fraud", "3", actor="carol", reason="retrain", override_by="carol")
+    port.features_ok = False  # a gate that was judged and failed: the override names it
+    out = c.start("fraud", "3", actor="carol", reason="INC-8", override_by="carol")
+    features = next(g for g in out["history"][0]["gates"] if g["name"] == "features")
+    assert out["status"] == "running"
+    assert "failed, accepted by incident commander carol" in features["detail"]
+    c.rollback("fraud", actor="carol", reason="next case")
+    port.loader = None  # a version that cannot be loaded is never accepted
+    out = c.start("fraud", "4", actor="carol", reason="INC-8", override_by="carol")
     assert out["status"] == "rejected"
 
 
