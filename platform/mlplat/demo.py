@@ -202,14 +202,6 @@ def _print_gates(out: dict[str, Any], summary: DemoSummary, console: Console) ->
     return out["status"] in ("released", "running")
 
 
-def _stage_of(split: Any, candidate: str) -> str:
-    """The rollout stage a split belongs to (what the controller names it)."""
-    if split.shadow == candidate:
-        return "shadow"
-    pct = split.weights.get(candidate, 0.0)
-    return "production" if pct >= 100 else f"canary-{pct:g}"
-
-
 def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: DemoSummary,
              requests_per_stage: int, console: Console, timeout_s: float = 300.0) -> None:
     """Release v1 and promote v2 through the promotion controller — the one path every
@@ -288,34 +280,45 @@ def _until_drift_judgeable(cfg: PlatformConfig, app: AppConfig, version: str,
 def _follow(cfg: PlatformConfig, app: AppConfig, candidate: str, summary: DemoSummary,
             bodies: list[dict[str, Any]], rng: random.Random, requests_per_stage: int,
             by_stage: dict[str, dict[str, Any]], timeout_s: float) -> None:
-    """Send traffic while the controller walks ``candidate``'s rollout; each batch that saw
-    one split all along is counted for that split's stage in ``by_stage``."""
-    from mlplat.deployment import current_split, promotion_status
+    """Send traffic while the controller walks ``candidate``'s rollout, then some more at
+    production. Each batch is counted for the stage the rollout history says was in force
+    for all of it (a batch that spans a stage change is left out)."""
+    from mlplat.deployment import promotion_status
 
     batch = max(10, requests_per_stage // 4)
+    batches: list[tuple[float, float, dict[str, Any]]] = []
     deadline = time.monotonic() + timeout_s
     while True:
         rollout = promotion_status(cfg, app.name)["rollout"]
-        before = current_split(cfg, app)
-        counts = _send(summary, bodies, rng, batch)
-        if current_split(cfg, app) == before:  # the whole batch saw one split
-            stage = _stage_of(before, candidate)
-            seen = by_stage.setdefault(stage, {"stage": stage, "weights": dict(before.weights),
-                                               "shadow": before.shadow, "observed": {},
-                                               "latencies": []})
-            for version, n in counts["observed"].items():
-                seen["observed"][version] = seen["observed"].get(version, 0) + n
-            seen["latencies"] += counts["latencies"]
-            if stage == "shadow" and not summary.shadow:
-                summary.shadow = _shadow_stats(cfg, app)
         if rollout["status"] == "rolled_back":
             raise InfraError(f"the controller rolled v{candidate} back: {rollout['history'][-1]}")
-        if rollout["status"] != "running" and "production" in by_stage \
-                and sum(by_stage["production"]["observed"].values()) >= requests_per_stage:
-            return
+        if rollout["status"] != "running":
+            t0 = time.time()
+            counts = _send(summary, bodies, rng, requests_per_stage)
+            batches.append((t0, time.time(), counts))
+            break
         if time.monotonic() > deadline:
             raise InfraError(f"v{candidate}'s rollout did not finish in {timeout_s:.0f} s: "
                              f"{rollout}")
+        t0 = time.time()
+        counts = _send(summary, bodies, rng, batch)
+        batches.append((t0, time.time(), counts))
+    # A stage's split is in force from its event's ``t`` (applied everywhere) until the next
+    # stage starts being applied (``applying_from``): replicas reconfigure in between.
+    stages = [h for h in rollout["history"] if h["event"] == "stage"]
+    for t0, t1, counts in batches:
+        current = [i for i, h in enumerate(stages) if h["t"] <= t0]
+        if not current or (current[-1] + 1 < len(stages)
+                           and stages[current[-1] + 1]["applying_from"] < t1):
+            continue  # before the first stage, or spans a stage change
+        stage, split = stages[current[-1]]["stage"], stages[current[-1]]["split"]
+        seen = by_stage.setdefault(stage, {"stage": stage, "weights": dict(split["weights"]),
+                                           "shadow": split.get("shadow"), "observed": {},
+                                           "latencies": []})
+        for version, n in counts["observed"].items():
+            seen["observed"][version] = seen["observed"].get(version, 0) + n
+        seen["latencies"] += counts["latencies"]
+    summary.shadow = _shadow_stats(cfg, app)
 
 
 def _shadow_stats(cfg: PlatformConfig, app: AppConfig, timeout_s: float = 10.0) -> dict[str, Any]:

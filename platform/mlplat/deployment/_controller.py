@@ -407,8 +407,10 @@ class PromotionController:
             running = self.store.active(app_name)
             if running:
                 return self._rollback(running[0], why=reason or "manual rollback", actor=actor)
-            latest = self.store.latest(app_name)
-            if latest is None or latest.status != DONE or latest.candidate != last_good:
+            # The last completed promotion, even if rejected candidates came after it (a
+            # rejection changed nothing).
+            latest = self.store.latest_with_status(app_name, DONE)
+            if latest is None or latest.candidate != last_good:
                 raise UserError(f"nothing to roll back for '{app_name}': no rollout running and "
                                 f"the last good version ({last_good}) is not the result of a "
                                 "completed promotion.")
@@ -626,6 +628,7 @@ class PromotionController:
         return r.baseline
 
     def _apply_stage(self, r: Rollout, app: AppConfig, stage: str, split: TrafficSplit) -> None:
+        applying_from = self.clock()  # replicas may take the split from here on
         self.port.apply_split(app, split, stable=self._stable_for(r), actor="promotion-controller",
                               reason=f"promotion {r.baseline}→{r.candidate}: {stage}")
         now = self.clock()
@@ -638,8 +641,9 @@ class PromotionController:
         if alias != "production":
             aliases[alias] = r.candidate
         alias_error = self.port.set_aliases(r.model, aliases)
-        r.history.append({"t": now, "event": "stage", "stage": stage,
-                          "split": split.model_dump(mode="json"), "alias_error": alias_error})
+        r.history.append({"t": now, "event": "stage", "stage": stage, "applying_from":
+                          applying_from, "split": split.model_dump(mode="json"),
+                          "alias_error": alias_error})
         self.store.save(r, now)
         self.audit("promotion-controller", "deployment.promotion.step", r.app, reason=r.reason,
                    details={"rollout": r.id, "stage": stage, "candidate": r.candidate,

@@ -182,6 +182,12 @@ class PromotionStore:
         rows = self._exec("SELECT * FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT 1", (app,))
         return self._rollout(rows[0]) if rows else None
 
+    def latest_with_status(self, app: str, status: str) -> Rollout | None:
+        """The newest rollout of ``app`` in ``status`` (e.g. the last completed one)."""
+        rows = self._exec("SELECT * FROM rollouts WHERE app = ? AND status = ? "
+                          "ORDER BY id DESC LIMIT 1", (app, status))
+        return self._rollout(rows[0]) if rows else None
+
     def latest_for(self, app: str, candidate: str) -> Rollout | None:
         """The newest rollout of ``candidate`` in ``app`` (None: it was never promoted)."""
         rows = self._exec("SELECT * FROM rollouts WHERE app = ? AND candidate = ? "

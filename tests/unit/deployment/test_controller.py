@@ -222,6 +222,16 @@ def test_manual_rollback_undoes_the_last_promotion(world) -> None:
         c.start("fraud", "1", actor="alice")
 
 
+def test_rollback_undoes_the_last_completed_promotion_after_a_rejected_one(world) -> None:
+    c, port = world["c"], world["port"]
+    c.start("fraud", "2", actor="alice", reason="retrain")
+    run(world, 60)
+    port.features_ok = False
+    assert c.start("fraud", "3", actor="alice", reason="retrain")["status"] == "rejected"
+    out = c.rollback("fraud", actor="bob", reason="undo v2")
+    assert out["candidate"] == "2" and c.status("fraud")["last_good"] == "1"
+
+
 def test_a_stage_without_candidate_traffic_waits_instead_of_passing(world) -> None:
     """An empty window breaches nothing: without the minimum, a quiet app's 5 % canary would
     pass on no evidence at all."""
