@@ -283,7 +283,7 @@ def _follow(cfg: PlatformConfig, app: AppConfig, candidate: str, summary: DemoSu
     """Send traffic while the controller walks ``candidate``'s rollout, then some more at
     production. Each batch is counted for the stage the rollout history says was in force
     for all of it (a batch that spans a stage change is left out)."""
-    from mlplat.deployment import promotion_status
+    from mlplat.deployment import promotion_status, router_stats
 
     batch = max(10, requests_per_stage // 4)
     batches: list[tuple[float, float, dict[str, Any]]] = []
@@ -303,6 +303,9 @@ def _follow(cfg: PlatformConfig, app: AppConfig, candidate: str, summary: DemoSu
         t0 = time.time()
         counts = _send(summary, bodies, rng, batch)
         batches.append((t0, time.time(), counts))
+        if rollout["stage"] == "shadow" and not summary.shadow.get("comparisons"):
+            # The router keeps shadow comparisons only while the split names a shadow.
+            summary.shadow = router_stats(cfg, app).get("shadow", {})
     # A stage's split is in force from its event's ``t`` (applied everywhere) until the next
     # stage starts being applied (``applying_from``): replicas reconfigure in between.
     stages = [h for h in rollout["history"] if h["event"] == "stage"]
@@ -318,19 +321,6 @@ def _follow(cfg: PlatformConfig, app: AppConfig, candidate: str, summary: DemoSu
         for version, n in counts["observed"].items():
             seen["observed"][version] = seen["observed"].get(version, 0) + n
         seen["latencies"] += counts["latencies"]
-    summary.shadow = _shadow_stats(cfg, app)
-
-
-def _shadow_stats(cfg: PlatformConfig, app: AppConfig, timeout_s: float = 10.0) -> dict[str, Any]:
-    """Shadow comparisons so far; they are recorded off the request path, so poll briefly."""
-    from mlplat.deployment import router_stats
-
-    deadline = time.monotonic() + timeout_s
-    stats: dict[str, Any] = router_stats(cfg, app).get("shadow", {})
-    while not stats.get("comparisons") and time.monotonic() < deadline:
-        time.sleep(0.2)
-        stats = router_stats(cfg, app).get("shadow", {})
-    return stats
 
 
 def _drift_references(cfg: PlatformConfig, app: AppConfig, versions: list[str],
