@@ -371,7 +371,10 @@ def _send(summary: DemoSummary, bodies: list[dict[str, Any]], rng: random.Random
     with httpx.Client(base_url=summary.endpoint, timeout=30) as client:
         for _ in range(requests_per_stage):
             t0 = time.perf_counter()
-            resp = client.post("/predict", json=rng.choice(bodies))
+            # Each request carries its own id (as a caller's transaction id would): the split
+            # is then per request, not sticky per account (150 accounts in the e2e run).
+            body = {**rng.choice(bodies), "request_id": f"demo-{rng.getrandbits(64):016x}"}
+            resp = client.post("/predict", json=body)
             latencies.append((time.perf_counter() - t0) * 1000)
             if resp.status_code != 200:
                 raise InfraError(f"predict returned {resp.status_code}: {resp.text[:500]}")
