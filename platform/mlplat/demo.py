@@ -53,6 +53,10 @@ class DemoSummary:
     endpoint: str = ""
     serving_s: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
+    stage_times: list[tuple[str, float, float]] = field(default_factory=list)
+    """Each rollout stage of the promoted version: (stage, applying from, in force at)."""
+    batch_times: list[tuple[float, float]] = field(default_factory=list)
+    """Each traffic batch sent during that rollout: (start, end)."""
 
 
 @contextmanager
@@ -309,6 +313,9 @@ def _follow(cfg: PlatformConfig, app: AppConfig, candidate: str, summary: DemoSu
     # A stage's split is in force from its event's ``t`` (applied everywhere) until the next
     # stage starts being applied (``applying_from``): replicas reconfigure in between.
     stages = [h for h in rollout["history"] if h["event"] == "stage"]
+    summary.stage_times = [(h["stage"], round(h["applying_from"], 2), round(h["t"], 2))
+                           for h in stages]
+    summary.batch_times = [(round(t0, 2), round(t1, 2)) for t0, t1, _ in batches]
     for t0, t1, counts in batches:
         current = [i for i, h in enumerate(stages) if h["t"] <= t0]
         if not current or (current[-1] + 1 < len(stages)

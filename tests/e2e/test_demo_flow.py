@@ -78,7 +78,8 @@ def test_predictions_are_valid_and_name_their_version(demo) -> None:
 def test_observed_split_follows_the_weights(demo) -> None:
     _, summary, _ = demo
     stages = {s["stage"]: s for s in summary.stages}
-    assert "shadow" in stages and "production" in stages
+    assert "shadow" in stages and "production" in stages, (
+        list(stages), summary.stage_times, summary.batch_times)
     v1, v2 = sorted(summary.versions, key=int)
     # Shadow: callers only ever see the production version.
     assert set(stages["shadow"]["observed"]) == {v1}

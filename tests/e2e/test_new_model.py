@@ -169,6 +169,11 @@ def test_walkthrough_takes_a_new_app_to_production(checkout: Path, ray_dashboard
                 traffic = Traffic(endpoint_url(cfg, app) + "/predict",
                                   population(Path(raw_dir(cfg, app)) / "labels.parquet"))
                 with traffic:
+                    # A live app: it has served enough for the drift gate to judge (the doc
+                    # says what happens otherwise) before the new version is registered.
+                    _poll(lambda: ray.get(monitor.served_drift.remote("churn", "1"),
+                                          timeout=60) is not None, 240,
+                          "enough served churn traffic for the drift gate")
                     result = runner.invoke(cli, argv[1:], catch_exceptions=False)
                     assert result.exit_code == 0, result.output
                     outputs[command] = result.output

@@ -50,7 +50,8 @@ def missing_features(cfg: PlatformConfig, app: AppConfig, model: str, version: s
         data_plane = None  # type: ignore[assignment]
     check = getattr(data_plane, "check_features", None)
     if check is not None:
-        answer = _interpret(check(cfg, model, version))
+        # The app itself, not its name: the controller may serve apps from another folder.
+        answer = _interpret(check(cfg, model, version, app=app))
         if answer is not None:
             return answer, "mlplat.data.check_features"
     from mlplat.data import feature_store
