@@ -421,12 +421,18 @@ def _serve(world, seconds: float, failing: set[str], versions=("1", "2"), step=0
         c.tick()
 
 
+def _healthy_hand_set_canary(world) -> float:
+    """An incident commander's canary {1: 90, 2: 10}, served healthily for three windows."""
+    window = world["cfg"].active_profile().promotion_timing.evaluation_window_s
+    world["c"].set_weights("fraud", TrafficSplit(weights={"1": 90, "2": 10}), actor="carol",
+                           reason="INC-9 canary", override_by="carol")
+    _serve(world, 3 * window, failing=set())
+    return float(window)
+
+
 def test_the_controller_rolls_back_a_hand_set_canary_that_starts_failing(world) -> None:
     c, port, cfg = world["c"], world["port"], world["cfg"]
-    window = cfg.active_profile().promotion_timing.evaluation_window_s
-    c.set_weights("fraud", TrafficSplit(weights={"1": 90, "2": 10}), actor="carol",
-                  reason="INC-9 canary", override_by="carol")
-    _serve(world, 3 * window, failing=set())
+    window = _healthy_hand_set_canary(world)
     assert port.splits[-1][0].weights == {"1": 90, "2": 10}  # healthy: left alone
     breach_at = world["clock"].now
     _serve(world, 3 * window, failing={"2"})
@@ -440,11 +446,8 @@ def test_the_controller_rolls_back_a_hand_set_canary_that_starts_failing(world) 
 
 
 def test_one_slow_moment_does_not_roll_a_live_version_back(world) -> None:
-    c, port, cfg = world["c"], world["port"], world["cfg"]
-    window = cfg.active_profile().promotion_timing.evaluation_window_s
-    c.set_weights("fraud", TrafficSplit(weights={"1": 90, "2": 10}), actor="carol",
-                  reason="INC-9 canary", override_by="carol")
-    _serve(world, 3 * window, failing=set())
+    c, port = world["c"], world["port"]
+    window = _healthy_hand_set_canary(world)
     _serve(world, 0.25, failing={"2"})  # one bad moment (a replica's single push)
     _serve(world, 3 * window, failing=set())
     assert port.splits[-1][0].weights == {"1": 90, "2": 10}
