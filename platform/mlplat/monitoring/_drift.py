@@ -530,10 +530,11 @@ class DriftMonitor:
         version) and a candidate's training sample.
 
         The promotion gate's question: was the candidate trained on data like what is served
-        now? The candidate's sample is the reference; the current data is the model's closed
-        windows that ended within the lookback (7 days in prod), at most
-        ``max_reference_rows`` rows (a seeded sample across them). None when fewer than
-        ``min_rows`` served rows were kept (nothing to judge on: the gate says so and passes).
+        now? The candidate's sample is the reference; the current data is the model's served rows
+        that arrived within the lookback (7 days in prod), from closed windows and the ones
+        still open, at most ``max_reference_rows`` rows (a seeded sample across them). None
+        when fewer than ``min_rows`` such rows were kept: nothing to judge on, and the gate
+        says so (it blocks unless an incident commander accepts it).
 
         Example:
             >>> m.served_drift("fraud", candidate_sample).share_drifted   # doctest: +SKIP
@@ -545,9 +546,16 @@ class DriftMonitor:
         windows = self._store.served(model, since)
         rows = [r for end, chunk in windows for r in chunk
                 if (r.get(ARRIVED_COLUMN) or end) >= since]
-        if len(rows) < max(1, min_rows) or not candidate_rows:
+        # The windows still open hold the newest served rows (up to min_rows - 1 of each
+        # version): they are what is served now as much as any closed window's rows.
+        with self._lock:
+            open_chunks = [c for key, w in self._windows.items() if key[0] == model
+                           for c, t in zip(w.chunks, w.arrived, strict=True) if t >= since]
+        frames = [pd.DataFrame.from_records(rows)] if rows else []
+        frames += [c for c in open_chunks if len(c)]
+        if sum(len(f) for f in frames) < max(1, min_rows) or not candidate_rows:
             return None
-        current = pd.DataFrame.from_records(rows)
+        current = pd.concat(frames, ignore_index=True)
         current = current.drop(columns=[ARRIVED_COLUMN], errors="ignore")
         if len(current) > self.max_reference_rows:
             current = current.sample(self.max_reference_rows, random_state=0)

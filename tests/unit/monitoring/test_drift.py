@@ -203,6 +203,27 @@ def test_drift_gate_counts_rows_from_their_arrival_not_their_windows_close() -> 
     assert gate.share_drifted == 0.0, {n: f.score for n, f in gate.features.items()}
 
 
+def test_drift_gate_counts_the_rows_of_windows_still_open() -> None:
+    """The newest served rows wait in an open window until it has ``min_rows``: at a few
+    requests a second the closed windows of a short lookback hold fewer than ``min_rows`` rows
+    although more than that were served in it. The gate judges on all of them (a retrained
+    candidate was held back as 'cannot be judged' while traffic was flowing)."""
+    clock = FakeClock()
+    mon = DriftMonitor(clock=clock, gate_lookback_s=120.0)
+    mon.set_reference("fraud", 2, rows(seed=1))
+    shifted = dict(amount_shift=1.5, countries=(0.1, 0.2, 0.7))
+    mon.record("fraud", 2, rows(seed=3, n=300, **shifted), [0.5] * 300)
+    clock.t += 60
+    mon.record("fraud", 2, rows(seed=4, n=300, **shifted), [0.5] * 300)
+    gate = mon.served_drift("fraud", rows(seed=9, **shifted), min_rows=500)
+    stale = mon.served_drift("fraud", rows(seed=2), min_rows=500)
+    assert gate is not None and stale is not None and gate.current_rows == 600
+    # The open rows are the shifted population: a candidate trained on it is judged closer.
+    assert gate.share_drifted < stale.share_drifted, (gate.share_drifted, stale.share_drifted)
+    clock.t += 90  # the first 300 rows are older than the lookback now
+    assert mon.served_drift("fraud", rows(seed=9, **shifted), min_rows=500) is None
+
+
 def test_drift_gate_looks_back_its_lookback_and_survives_a_monitor_restart(tmp_path) -> None:
     """The gate compares with the traffic served in the last ``gate_lookback_s`` (7 days in
     prod): kept in the monitor's store, so a restarted monitor still judges candidates, and
