@@ -51,7 +51,9 @@ OVERRIDES: dict[str, Any] = {
     "cpus_per_worker": 1,
 }
 PLANNED_STEPS = 40
-MIN_STEP_S = 0.3  # Ray Train registers a checkpoint at its next 2 s poll: ~7 steps later
+MIN_STEP_S = 0.5  # Ray Train registers a checkpoint at its next 2 s poll: ~4 steps later
+"""The drills interrupt a run within K - 2 steps of a registration: 4 s of registration lag at
+this pace (0.3 s left 2.4 s, and a loaded box lagged more: the stop drill missed every window)."""
 LOSS_RTOL, LOSS_ATOL = 1e-3, 1e-4
 """Resumed vs uninterrupted: the same computation up to float summation order (gloo vs
 in-process sums, thread counts); anything beyond this tolerance is a resume bug."""
