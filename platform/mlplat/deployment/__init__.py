@@ -52,6 +52,13 @@ from mlplat.deployment._reconfigure import wait_for_user_config as wait_for_user
 from mlplat.deployment._router import DriftSampler as DriftSampler
 from mlplat.deployment._router import RouterCore as RouterCore
 from mlplat.deployment._router import ShadowComparison as ShadowComparison
+from mlplat.deployment._routing import InjectedFault as InjectedFault
+from mlplat.deployment._routing import SplitRouter as SplitRouter
+from mlplat.deployment._routing import split_versions as split_versions
+from mlplat.deployment._serve_apps import call_app as call_app
+from mlplat.deployment._serve_apps import read_user_config as read_user_config
+from mlplat.deployment._serve_apps import start_serve as start_serve
+from mlplat.deployment._serve_apps import wait_app_running as wait_app_running
 from mlplat.deployment._slo import LATENCY_BUCKETS_MS as LATENCY_BUCKETS_MS
 from mlplat.deployment._slo import SloWindows as SloWindows
 from mlplat.deployment._slo import VersionCounters as VersionCounters
@@ -91,6 +98,7 @@ __all__ = [
     "GateResult",
     "InMemoryFeatureLookup",
     "Ingress",
+    "InjectedFault",
     "LocalModel",
     "LocalModelLoader",
     "ModelLoader",
@@ -107,12 +115,14 @@ __all__ = [
     "ShadowComparison",
     "SloWindows",
     "SplitPicker",
+    "SplitRouter",
     "TrafficSplit",
     "VersionCounters",
     "VersionFault",
     "WindowStats",
     "breach",
     "bucket_of",
+    "call_app",
     "contract_gate",
     "current_split",
     "deploy",
@@ -136,6 +146,7 @@ __all__ = [
     "promotion_plan",
     "promotion_status",
     "prune_version_apps",
+    "read_user_config",
     "render_ingress_conf",
     "request_key",
     "rollback",
@@ -145,8 +156,11 @@ __all__ = [
     "schema_differences",
     "set_traffic",
     "sign_webhook",
+    "split_versions",
+    "start_serve",
     "undeploy",
     "verify_mlflow_webhook",
     "version_app_name",
+    "wait_app_running",
     "wait_for_user_config",
 ]

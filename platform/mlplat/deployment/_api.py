@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mlplat.audit._sink import audit_sink, audited
 from mlplat.cluster import pool_selector
 from mlplat.contracts.v1 import TrafficSplit
 from mlplat.deployment._reconfigure import wait_for_user_config
+from mlplat.deployment._serve_apps import call_app, read_user_config, start_serve, wait_app_running
 from mlplat.deployment._types import FeatureLookupFactory, ModelLoader, RouterUserConfig
-from mlplat.errors import InfraError, NotFoundError
 
 if TYPE_CHECKING:
     from mlplat.apps import AppConfig
@@ -72,39 +71,11 @@ def _separate_versions(app: AppConfig, split: TrafficSplit) -> set[str]:
     return versions
 
 
-def _start_serve(cfg: PlatformConfig) -> None:
-    from ray import serve
-
-    # One proxy on the head: the emulated nodes share one IP, so per-node proxies would
-    # all want the same port. A no-op (with a warning on mismatch) if Serve is running.
-    serve.start(
-        proxy_location="HeadOnly",
-        http_options={"host": "127.0.0.1", "port": cfg.local_cluster.serve_http_port},
-    )
-
-
 def _wait_running(app: AppConfig, deadline: float, what: str) -> None:
-    from ray import serve
-
-    last = "NOT_STARTED"
-    while time.monotonic() < deadline:
-        status = serve.status().applications.get(app.name)
-        if status is not None:
-            last = str(getattr(status.status, "value", status.status))
-            if last == "RUNNING":
-                return
-            if last == "DEPLOY_FAILED":
-                raise InfraError(
-                    f"{what} of app '{app.name}' failed: {status.message} "
-                    "See the replica logs in the Ray dashboard (Serve tab)."
-                )
-        time.sleep(_POLL_S)
-    raise InfraError(
-        f"{what} of app '{app.name}' did not reach RUNNING before its deadline (last status "
-        f"{last}). Check that pool '{app.serving.pool}' has "
-        f"{app.serving.num_cpus_per_replica} free CPU per replica ({app.serving.num_replicas} "
-        "replicas) — `ray status` shows what is free."
-    )
+    wait_app_running(
+        app.name, deadline, what,
+        f"Check that pool '{app.serving.pool}' has {app.serving.num_cpus_per_replica} free CPU "
+        f"per replica ({app.serving.num_replicas} replicas) — `ray status` shows what is free.")
 
 
 def endpoint_url(cfg: PlatformConfig, app: AppConfig) -> str:
@@ -170,7 +141,7 @@ def deploy(
                  details={"split": split.model_dump(mode="json"), "model": user_config.model,
                           "build_id": build_id, "placement": app.serving.placement,
                           "controller": controller}) as details:
-        _start_serve(cfg)
+        start_serve(cfg)
         from mlplat.deployment._versions import ensure_versions
 
         # Versions in their own deployments are up and warm before the router names them.
@@ -183,7 +154,7 @@ def deploy(
             _blocking=False,
         )
         _wait_running(app, deadline, "deploy")
-        wait_for_user_config(app.name, _read_user_config(app), user_config, deadline)
+        wait_for_user_config(app.name, read_user_config(app.name), user_config, deadline)
         details["url"] = endpoint_url(cfg, app)
         if controller is not None:
             import ray
@@ -196,25 +167,8 @@ def deploy(
     return endpoint_url(cfg, app)
 
 
-def _handle(app: AppConfig) -> Any:
-    from ray import serve
-    from ray.serve.exceptions import RayServeException
-
-    try:
-        return serve.get_app_handle(app.name)
-    except RayServeException as exc:
-        raise NotFoundError(
-            f"app '{app.name}' is not deployed on this Ray cluster ({exc}). "
-            f"Release it first: `mlplat deploy promote {app.name} <version> --reason ...`."
-        ) from exc
-
-
 def _call(app: AppConfig, method: str, timeout_s: float) -> Any:
-    return getattr(_handle(app), method).remote().result(timeout_s=timeout_s)
-
-
-def _read_user_config(app: AppConfig) -> Callable[[float], dict[str, Any] | None]:
-    return lambda timeout_s: _call(app, "user_config_state", timeout_s)
+    return call_app(app.name, method, timeout_s)
 
 
 def apply_traffic(
@@ -286,7 +240,7 @@ def apply_traffic(
             _blocking=False,
         )
         # Overtaken by a later change: ConflictError, before pruning for a split that lost.
-        wait_for_user_config(app.name, _read_user_config(app), user_config, deadline)
+        wait_for_user_config(app.name, read_user_config(app.name), user_config, deadline)
         _wait_running(app, deadline, "traffic change")
         prune_versions(built_app, _separate_versions(built_app, split))
 

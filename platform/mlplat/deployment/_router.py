@@ -18,18 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from mlplat.contracts.v1 import FeatureSpec, PredictResponse, TrafficSplit
+from mlplat.contracts.v1 import FeatureSpec, PredictResponse
 from mlplat.deployment._drift_sampler import DriftSampler as DriftSampler
 from mlplat.deployment._drift_sampler import deliver as deliver
-from mlplat.deployment._slo import VersionCounters
-from mlplat.deployment._split import SplitPicker, request_key
+from mlplat.deployment._routing import InjectedFault as InjectedFault
+from mlplat.deployment._routing import SplitRouter
+from mlplat.deployment._split import request_key
 from mlplat.deployment._types import (
     FeatureLookup,
     ModelLoader,
     RouterTuning,
     RouterUserConfig,
     ServedModel,
-    VersionFault,
 )
 from mlplat.deployment._validate import parse_predict_request
 from mlplat.errors import InfraError, MlplatError, NotFoundError, UserError
@@ -44,10 +44,6 @@ class ShadowComparison:
     live_score: float
     shadow_version: str
     shadow_score: float
-
-
-class InjectedFault(InfraError):
-    """A failure injected by ``user_config.faults`` (tests / chaos drills only)."""
 
 
 LIVE, SHADOW = "live", "shadow"
@@ -92,8 +88,9 @@ class _ShadowTotals:
         }
 
 
-class RouterCore:
-    """Routing, validation, in-process scoring, shadow mirroring and counters for one replica.
+class RouterCore(SplitRouter):
+    """The deployment plane's ``SplitRouter`` for tabular models: validation, feature lookup,
+    in-process scoring, shadow mirroring and the drift sample, for one replica.
 
     Args:
         app_name: The app this router serves (for messages).
@@ -123,49 +120,28 @@ class RouterCore:
         new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         shadow_loader: ModelLoader | None = None,
     ) -> None:
-        self.app_name = app_name
+        super().__init__(app_name, rng=rng)
         self.spec = spec
         self.threshold = threshold
         self._loader = loader
         self._shadow_loader = shadow_loader or loader
         self._lookup = lookup
-        self._rng = rng or random.Random()
         self._new_request_id = new_request_id
         self._lookup_names = [f for v in spec.feature_views for f in v.features]
-        self._config: RouterUserConfig | None = None
-        self._picker: SplitPicker | None = None
         self._models: dict[tuple[str, str, str], ServedModel] = {}
         self._numeric: set[str] = set()
         self._categorical: set[str] = set()
         self.tuning = RouterTuning()
         self.drift = DriftSampler(drift_sample_rate, self.tuning.drift_queue_size, rng)
-        self.requests: Counter[str] = Counter()
         self.rejected: Counter[int] = Counter()
         self.errors = 0
-        self.fallbacks: Counter[str] = Counter()
-        self.blocked: frozenset[str] = frozenset()
-        self.diverted: Counter[str] = Counter()
-        self.slo: dict[str, VersionCounters] = {}
         self._shadow_totals: dict[str, _ShadowTotals] = {}
         self._shadow_recent: deque[ShadowComparison] = deque(maxlen=self.tuning.shadow_buffer_size)
         self._shadow_in_flight = 0
-        self.shadow_dropped = 0
-        self.shadow_failed = 0
         self._shadow_pending: set[asyncio.Future[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ configuration
-
-    @property
-    def split(self) -> TrafficSplit:
-        """The split in force. Raises UserError before the first ``apply``."""
-        if self._config is None:
-            raise UserError(f"router '{self.app_name}' has no traffic split yet; deploy one.")
-        return self._config.split
-
-    @property
-    def model_name(self) -> str | None:
-        return self._config.model if self._config else None
 
     @property
     def loaded_versions(self) -> list[str]:
@@ -178,12 +154,7 @@ class RouterCore:
         Raises:
             UserError: the config is invalid.
         """
-        from pydantic import ValidationError
-
-        try:
-            new = RouterUserConfig.model_validate(user_config)
-        except ValidationError as exc:
-            raise UserError(f"invalid router user_config for app '{self.app_name}': {exc}") from exc
+        new = self.validate(user_config)
         return new, sorted(k for k in self._wanted(new) - set(self._models)
                            if self._reusable(k) is None)
 
@@ -228,8 +199,7 @@ class RouterCore:
                   if (m := self._reusable(k)) is not None}
         self._models = {k: m for k, m in {**self._models, **reused, **fresh}.items()
                         if k in wanted}
-        self._config = new
-        self._picker = SplitPicker(new.split)
+        self.configure(new)
         self._retune(new.tuning)
         self._learn_types()
         return {"loaded": sorted({k[1] for k in fresh}), "dropped": dropped}
@@ -289,50 +259,15 @@ class RouterCore:
             )
         req = parse_predict_request(raw, self.spec, self._numeric, self._categorical)
         request_id = req.request_id or self._new_request_id()
-        version = self._picker.choose(request_key(req.entity, self.spec.entity_keys,
-                                                  req.request_id))
-        if version in self.blocked:  # rolled back; the new split is on its way
-            stable = self.stable_version()
-            if stable not in self.blocked:
-                self.diverted[version] += 1
-                version = stable
+        version = self.route(request_key(req.entity, self.spec.entity_keys, req.request_id))
         looked_up = self._lookup_features(dict(req.entity))
         row = {**{n: looked_up.get(n) for n in self._lookup_names}, **req.features}
         missing = [n for n, v in row.items() if v is None]
         return Prepared(request_id, self._config.model, version, row, missing)
 
-    def set_blocked(self, versions: Any) -> None:
-        """Versions the promotion controller rolled back: their requests go to the stable
-        version from now on, ahead of the split change (see ``PromotionController.report``)."""
-        self.blocked = frozenset(str(v) for v in versions or ())
-
-    def stable_version(self) -> str:
-        """The version that answers when the picked one fails."""
-        split = self.split
-        stable = self._config.stable if self._config else None
-        if stable and stable in split.weights:  # loaded, even at weight 0
-            return stable
-        return max(sorted(split.weights), key=lambda v: split.weights[v])
-
     def model_for(self, version: str, role: str = LIVE) -> ServedModel:
         assert self._config is not None  # prepare() checked it
         return self._models[(self._config.model, version, role)]
-
-    def fault_for(self, version: str) -> VersionFault | None:
-        return self._config.faults.get(version) if self._config else None
-
-    def inject(self, version: str) -> float:
-        """Raise ``InjectedFault`` per the version's fault knob; returns the delay to add."""
-        fault = self.fault_for(version)
-        if fault is None:
-            return 0.0
-        if fault.error_rate > 0 and self._rng.random() < fault.error_rate:
-            raise InjectedFault(f"injected fault on version {version} (user_config.faults)")
-        return fault.delay_s
-
-    def observe(self, version: str, latency_ms: float, ok: bool) -> None:
-        """Count one call of ``version`` for the live SLO (pushed to the controller)."""
-        self.slo.setdefault(version, VersionCounters()).observe(latency_ms, ok)
 
     def finish(self, prep: Prepared, version: str, score: float
                ) -> tuple[PredictResponse, _ShadowJob | None]:
@@ -386,19 +321,12 @@ class RouterCore:
         except MlplatError as exc:
             if isinstance(exc, UserError) and not isinstance(exc, InjectedFault):
                 raise
-            version = self._fallback_or_raise(prep.version, exc)
+            version = self.fall_back(prep.version, exc)
             score = self._score_live(version, prep.row)
         except Exception as exc:
-            version = self._fallback_or_raise(prep.version, exc)
+            version = self.fall_back(prep.version, exc)
             score = self._score_live(version, prep.row)
         return self.finish(prep, version, score)
-
-    def _fallback_or_raise(self, failed: str, exc: BaseException) -> str:
-        stable = self.stable_version()
-        if stable == failed:
-            raise exc
-        self.fallbacks[failed] += 1
-        return stable
 
     def _lookup_features(self, entity: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -480,7 +408,7 @@ class RouterCore:
             except Exception as exc:
                 if isinstance(exc, UserError) and not isinstance(exc, InjectedFault):
                     raise
-                version = self._fallback_or_raise(prep.version, exc)
+                version = self.fall_back(prep.version, exc)
                 score = await self._ascore_live(version, prep.row)
             response, job = self.finish(prep, version, score)
         except Exception as exc:
@@ -527,8 +455,7 @@ class RouterCore:
         return True
 
     def _score_shadow(self, job: _ShadowJob) -> float:
-        fault = self.fault_for(job.shadow_version)
-        delay = 0.0 if fault is not None and fault.live_only else self.inject(job.shadow_version)
+        delay = self.inject(job.shadow_version, shadow=True)
         if delay:
             time.sleep(delay)
         return self._score(job.model, job.shadow_version, job.row)
@@ -569,20 +496,10 @@ class RouterCore:
         shadow = self._config.split.shadow if self._config else None
         current = self._shadow_totals.get(shadow or "", _ShadowTotals()).as_dict()
         return {
-            "app": self.app_name,
-            "model": self.model_name,
-            "split": self._config.split.model_dump() if self._config else None,
+            **self.routing_stats(),
             "loaded_versions": self.loaded_versions,
-            "requests": dict(self.requests),
-            "requests_total": sum(self.requests.values()),
             "rejected": {str(k): v for k, v in self.rejected.items()},
             "errors": self.errors,
-            "fallbacks": dict(self.fallbacks),
-            "blocked": sorted(self.blocked),
-            "diverted": dict(self.diverted),
-            "slo": {v: c.snapshot() for v, c in self.slo.items()},
-            "faults": {v: f.model_dump() for v, f in self._config.faults.items()}
-            if self._config else {},
             "shadow": {
                 "version": shadow,
                 **current,

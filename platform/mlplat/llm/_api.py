@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mlplat.cluster import pool_selector
-from mlplat.deployment import RouterUserConfig, TrafficSplit, wait_for_user_config
-from mlplat.errors import InfraError, NotFoundError
-from mlplat.llm._router import split_versions
+from mlplat.deployment import (
+    RouterUserConfig,
+    TrafficSplit,
+    call_app,
+    read_user_config,
+    split_versions,
+    start_serve,
+    wait_app_running,
+    wait_for_user_config,
+)
 
 if TYPE_CHECKING:
     from mlplat.config import PlatformConfig
     from mlplat.llm._config import LLMAppConfig
     from mlplat.llm._engine import LLMEngineLoader
 
-_POLL_S = 0.2
 
 
 def llm_endpoint_url(cfg: PlatformConfig, app: LLMAppConfig) -> str:
@@ -152,15 +157,14 @@ def deploy_llm(cfg: PlatformConfig, app: LLMAppConfig, *, actor: str, reason: st
             from mlplat.llm._guard import get_llm_guard
 
             guard_actor = get_llm_guard(cfg, guard)
-        serve.start(proxy_location="HeadOnly",
-                    http_options={"host": "127.0.0.1", "port": cfg.local_cluster.serve_http_port})
+        start_serve(cfg)
         # Versions in their own applications are up and warm before the router names them.
         _ensure_versions(cfg, app, loader, app_name, split, deadline)
         serve._run(application, name=app_name, route_prefix=app.serving.route_prefix,
                    _blocking=False)
         _wait_running(app_name, deadline)
         if app.engine == "transformers":
-            wait_for_user_config(app_name, _read_user_config(app_name), user_config, deadline)
+            wait_for_user_config(app_name, read_user_config(app_name), user_config, deadline)
         if guard_actor is not None:
             import ray
 
@@ -211,22 +215,9 @@ def _register_cost(app_name: str, app: LLMAppConfig) -> str:
 
 
 def _wait_running(app_name: str, deadline: float) -> None:
-    from ray import serve
-
-    last = "NOT_STARTED"
-    while time.monotonic() < deadline:
-        status = serve.status().applications.get(app_name)
-        if status is not None:
-            last = str(getattr(status.status, "value", status.status))
-            if last == "RUNNING":
-                return
-            if last == "DEPLOY_FAILED":
-                raise InfraError(f"deploying LLM app '{app_name}' failed: {status.message}")
-        time.sleep(_POLL_S)
-    raise InfraError(
-        f"LLM app '{app_name}' did not reach RUNNING before its deadline (last status {last}). "
-        "`ray status` shows whether the serving pool has the CPUs/GPUs its replicas ask for."
-    )
+    wait_app_running(app_name, deadline, "deploy",
+                     "`ray status` shows whether the serving pool has the CPUs/GPUs its "
+                     "replicas ask for.")
 
 
 def undeploy_llm(cfg: PlatformConfig, app_name: str, *, actor: str, reason: str = "") -> None:
@@ -245,22 +236,6 @@ def undeploy_llm(cfg: PlatformConfig, app_name: str, *, actor: str, reason: str 
     dropped = prune_version_apps(app_name, set())  # `placement: deployments` versions
     audit.append(actor, "llm.undeploy", app_name, reason=reason,
                  details={"versions_deleted": dropped})
-
-
-def _call(app_name: str, method: str, timeout_s: float, *args: Any) -> Any:
-    from ray import serve
-    from ray.serve.exceptions import RayServeException
-
-    try:
-        handle = serve.get_app_handle(app_name)
-    except RayServeException as exc:
-        raise NotFoundError(f"LLM app '{app_name}' is not deployed on this Ray cluster "
-                            f"({exc}); deploy it first (mlplat.llm.deploy_llm).") from exc
-    return getattr(handle, method).remote(*args).result(timeout_s=timeout_s)
-
-
-def _read_user_config(app_name: str) -> Callable[[float], dict[str, Any] | None]:
-    return lambda timeout_s: _call(app_name, "user_config_state", timeout_s)
 
 
 def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, actor: str,
@@ -303,7 +278,7 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
 
     audit = AuditLog(cfg)  # opened first: no audit log, no change
     deadline = time.monotonic() + cfg.slos.deployment.rollback_after_breach_s
-    build = _call(app_name, "build_info", cfg.slos.deployment.rollback_after_breach_s)
+    build = call_app(app_name, "build_info", cfg.slos.deployment.rollback_after_breach_s)
     current = build["user_config"] or {}
     info: dict[str, Any] = {"from": current.get("split"), "to": split.model_dump(mode="json"),
                             "stable": stable, **(details or {})}
@@ -325,7 +300,7 @@ def set_llm_traffic(cfg: PlatformConfig, app_name: str, split: TrafficSplit, *, 
                    name=app_name, route_prefix=build["app"].serving.route_prefix,
                    _blocking=False)
         # Overtaken by a later change: ConflictError, before pruning for a split that lost.
-        wait_for_user_config(app_name, _read_user_config(app_name), user_config, deadline)
+        wait_for_user_config(app_name, read_user_config(app_name), user_config, deadline)
         if build["app"].serving.placement == "deployments":
             from mlplat.deployment import prune_version_apps
 
@@ -367,7 +342,7 @@ def llm_router_stats(cfg: PlatformConfig, app_name: str) -> dict[str, Any]:
         >>> llm_router_stats(cfg, "llm")["requests_by_version"]   # doctest: +SKIP
         {'1': 61, '2': 39}
     """
-    return _call(app_name, "router_stats", cfg.slos.deployment.rollback_after_breach_s)  # type: ignore[no-any-return]
+    return call_app(app_name, "router_stats", cfg.slos.deployment.rollback_after_breach_s)  # type: ignore[no-any-return]
 
 
 def llm_shadow_report(cfg: PlatformConfig, app_name: str) -> dict[str, Any]:

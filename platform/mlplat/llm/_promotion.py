@@ -170,10 +170,10 @@ class LLMPort:
                         action="llm.promotion.split")
 
     def current_split(self, app: LLMAppConfig) -> TrafficSplit | None:
-        from mlplat.llm._api import _call
+        from mlplat.deployment import call_app
 
         try:
-            return TrafficSplit.model_validate(_call(app.name, "split_state", 30))
+            return TrafficSplit.model_validate(call_app(app.name, "split_state", 30))
         except Exception:
             return None
 

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlplat.deployment import (
+    InjectedFault,
     RouterUserConfig,
-    SplitPicker,
-    TrafficSplit,
+    SplitRouter,
     VersionCounters,
-    VersionFault,
     WindowStats,
     p99_of,
+    split_versions,
 )
 from mlplat.errors import UserError
 from mlplat.llm._engine import GenerationStats
@@ -169,8 +169,10 @@ CoreFactory = Callable[[str], "LLMCore"]
 """``version -> LLMCore`` (loads the version's engine; called off the event loop)."""
 
 
-class LLMRouter:
-    """Split, fallback, fault injection, shadow and counters of one LLM replica.
+class LLMRouter(SplitRouter):
+    """The deployment plane's ``SplitRouter`` for OpenAI requests: split, stable fallback,
+    fault injection and counters come from it; this adds the request key, streaming answers
+    and the shadow comparison of text.
 
     Args:
         app_name: The app (for messages).
@@ -178,26 +180,18 @@ class LLMRouter:
         clock: Monotonic seconds (latency measurements).
     """
 
+    label = "LLM router"
+
     def __init__(self, app_name: str, *, rng: random.Random | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
-        self.app_name = app_name
-        self._rng = rng or random.Random()
+        super().__init__(app_name, rng=rng)
         self._clock = clock
-        self.config: RouterUserConfig | None = None
-        self._picker: SplitPicker | None = None
         self.cores: dict[str, LLMCore] = {}
-        self.requests: Counter[str] = Counter()
         self.keys: Counter[str] = Counter()
-        self.fallbacks: Counter[str] = Counter()
-        self.blocked: frozenset[str] = frozenset()
-        self.diverted: Counter[str] = Counter()
-        self.slo: dict[str, VersionCounters] = {}
         self.shadow_slo: dict[str, VersionCounters] = {}
         self.shadow_totals: dict[tuple[str, str], ShadowTextTotals] = {}
         self.shadow_recent: deque[TextComparison] = deque(maxlen=100)
         self.shadow_in_flight = 0
-        self.shadow_dropped = 0
-        self.shadow_failed = 0
         self._pending: dict[asyncio.Task[None], str] = {}  # shadow copy → its version
 
     # ------------------------------------------------------------------ configuration
@@ -209,13 +203,7 @@ class LLMRouter:
         Raises:
             UserError: invalid config (names the field).
         """
-        from pydantic import ValidationError
-
-        try:
-            new = RouterUserConfig.model_validate(user_config)
-        except ValidationError as exc:
-            raise UserError(f"invalid LLM router user_config for app '{self.app_name}': "
-                            f"{exc}") from exc
+        new = self.validate(user_config)
         return new, sorted(split_versions(new.split) - set(self.cores), key=int)
 
     def commit(self, new: RouterUserConfig, loaded: Mapping[str, LLMCore]) -> None:
@@ -226,36 +214,13 @@ class LLMRouter:
         if missing:
             raise UserError(f"versions {sorted(missing)} of app '{self.app_name}' are not loaded")
         self.cores = {v: c for v, c in cores.items() if v in wanted}
-        self._picker = SplitPicker(new.split)
-        self.config = new
+        self.configure(new)
         # Shadow copies of a version the split no longer shadows are dropped: finishing after
         # the shadow stage, they would count as its evidence in the next stage (and dilute a
         # canary's live error rate there).
         for task, version in list(self._pending.items()):
             if version != new.split.shadow:
                 task.cancel()
-
-    @property
-    def picker(self) -> SplitPicker:
-        if self._picker is None:
-            raise UserError(f"LLM router '{self.app_name}' has no traffic split yet; deploy one.")
-        return self._picker
-
-    def stable_version(self) -> str:
-        """The fallback: ``stable`` if configured and live, else the heaviest live version."""
-        assert self.config is not None
-        weights = self.config.split.weights
-        if self.config.stable and weights.get(self.config.stable, 0) > 0:
-            return self.config.stable
-        return max(sorted(weights, key=int), key=lambda v: weights[v])
-
-    def set_blocked(self, versions: Any) -> None:
-        """Versions being rolled back (the guard's reply to an SLO push): their requests go to
-        the stable version from now on, ahead of the split change reaching this replica."""
-        self.blocked = frozenset(str(v) for v in versions or ())
-
-    def fault_for(self, version: str) -> VersionFault | None:
-        return self.config.faults.get(version) if self.config else None
 
     # ------------------------------------------------------------------ requests
 
@@ -273,27 +238,29 @@ class LLMRouter:
             body = None  # the core answers the 400 naming the body
         key, source = request_key(body, headers)
         self.keys[source] += 1
-        version, stable = self.picker.choose(key), self.stable_version()
-        if version in self.blocked and stable not in self.blocked:
-            self.diverted[version] += 1  # rolled back; the new split is on its way
-            version = stable
+        version, stable = self.route(key), self.stable_version()
         # The cores this request may use, taken before any await: a split change landing
         # meanwhile drops versions it no longer names, not the request that picked one.
         core, stable_core = self.cores[version], self.cores[stable]
         fault = self.fault_for(version)
-        delay_s = 0.0
-        if fault is not None:
-            if fault.delay_s:
-                delay_s = fault.delay_s
-                await asyncio.sleep(delay_s)
-            if fault.error_rate and self._rng.random() < fault.error_rate:
-                self.slo.setdefault(version, VersionCounters()).observe(1000 * delay_s, ok=False)
-                self.fallbacks[version] += 1
-                if stable != version:
-                    version, delay_s, core = stable, 0.0, stable_core
+        failed: InjectedFault | None = None
+        try:
+            delay_s = self.inject(version)
+        except InjectedFault as exc:
+            delay_s, failed = (fault.delay_s if fault else 0.0), exc
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        if failed is not None:
+            self.observe(version, 1000 * delay_s, ok=False)
+            try:
+                version = self.fall_back(version, failed)
+            except InjectedFault as exc:  # the stable version itself: this request fails
+                return 503, {"error": {"message": str(exc), "type": "server_error",
+                                       "param": None, "code": None}}, None, version
+            delay_s, core = 0.0, stable_core
         self.requests[version] += 1
         started = self._clock()
-        counters = self.slo.setdefault(version, VersionCounters())
+        counters = self.counters(version)
         generated: list[int] = []  # the stream's completion tokens, for the shadow comparison
 
         def observe(stats: GenerationStats, status: str) -> None:
@@ -335,7 +302,7 @@ class LLMRouter:
     def _shadow_for(self, live_version: str) -> str | None:
         """The shadow version a request answered by ``live_version`` is copied to, if any
         (so a stream is only collected for comparison when something will compare it)."""
-        shadow = self.config.split.shadow if self.config else None
+        shadow = self._config.split.shadow if self._config else None
         if not shadow or shadow == live_version or shadow not in self.cores:
             return None
         return shadow
@@ -344,9 +311,9 @@ class LLMRouter:
                 live_version: str, live_text: str, live_tokens: int) -> None:
         """Fire-and-forget a copy to the shadow version (bounded; a full queue drops it)."""
         shadow = self._shadow_for(live_version)
-        if shadow is None or self.config is None:
+        if shadow is None or self._config is None:
             return
-        if self.shadow_in_flight >= self.config.tuning.shadow_max_in_flight:
+        if self.shadow_in_flight >= self._config.tuning.shadow_max_in_flight:
             self.shadow_dropped += 1
             return
         self.shadow_in_flight += 1
@@ -368,8 +335,7 @@ class LLMRouter:
                       live_version: str, live_text: str, live_tokens: int, shadow: str) -> None:
         counters = self.shadow_slo.setdefault(shadow, VersionCounters())
         started = self._clock()
-        fault = self.fault_for(shadow)
-        delay_s = fault.delay_s if fault is not None and not fault.live_only else 0.0
+        delay_s = 0.0
 
         def observe(stats: GenerationStats, status: str) -> None:
             observe_generation(counters, stats, status, delay_s,
@@ -377,6 +343,7 @@ class LLMRouter:
 
         try:
             core = self.cores[shadow]  # before the await (see handle)
+            delay_s = self.inject(shadow, shadow=True)
             if delay_s:
                 await asyncio.sleep(delay_s)
             status, out, _ = await core.handle(raw, schema, observe, force_stream=False)
@@ -388,6 +355,9 @@ class LLMRouter:
                               _response_text(out), tokens)
             self.shadow_totals.setdefault((live_version, shadow), ShadowTextTotals()).add(c)
             self.shadow_recent.append(c)
+        except InjectedFault:
+            counters.observe(1000 * (self._clock() - started), ok=False)
+            self.shadow_failed += 1
         except Exception:
             self.shadow_failed += 1
 
@@ -398,10 +368,6 @@ class LLMRouter:
             await asyncio.sleep(0)  # let done-callbacks run
 
     # ------------------------------------------------------------------ reports
-
-    def slo_snapshot(self) -> dict[str, Any]:
-        """Cumulative live counters per version (what the SLO guard differences)."""
-        return {v: c.snapshot() for v, c in self.slo.items()}
 
     def promotion_snapshot(self) -> dict[str, Any]:
         """Live and shadow counters added per version: a promotion's evidence and SLO window
@@ -423,7 +389,7 @@ class LLMRouter:
                     for v, c in counters.items()}
 
         return {
-            "split": self.config.split.model_dump(mode="json") if self.config else None,
+            "split": self._config.split.model_dump(mode="json") if self._config else None,
             "comparisons": {f"{a}->{b}": t.as_dict() for (a, b), t in self.shadow_totals.items()},
             "recent": [c.__dict__ for c in list(self.shadow_recent)[-10:]],
             "live": summary(self.slo),
@@ -433,15 +399,8 @@ class LLMRouter:
         }
 
     def stats(self) -> dict[str, Any]:
-        return {"requests_by_version": dict(self.requests), "keys": dict(self.keys),
-                "fallbacks": dict(self.fallbacks), "blocked": sorted(self.blocked),
-                "diverted": dict(self.diverted), "stable": self.stable_version()
-                if self.config else None, "shadow": self.shadow_report()}
-
-
-def split_versions(split: TrafficSplit) -> set[str]:
-    """Every version ``split`` names: the weighted ones (weight 0 included) and the shadow."""
-    return set(split.weights) | ({split.shadow} if split.shadow else set())
+        return {**self.routing_stats(), "requests_by_version": dict(self.requests),
+                "keys": dict(self.keys), "shadow": self.shadow_report()}
 
 
 def _response_text(body: Mapping[str, Any]) -> str:

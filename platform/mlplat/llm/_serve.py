@@ -126,7 +126,7 @@ class LLMDeployment:
         return config.model_dump(mode="json") if config else None
 
     async def split_state(self) -> dict[str, Any]:
-        return self._router.picker.split.model_dump(mode="json")
+        return self._router.split.model_dump(mode="json")
 
     async def build_info(self) -> dict[str, Any]:
         """Init args and the current ``user_config``, so a traffic change reuses the build."""
@@ -162,7 +162,7 @@ class LLMDeployment:
                     guard = await asyncio.to_thread(ray.get_actor, name, PLATFORM_NAMESPACE)
                 blocked = await asyncio.wait_for(
                     guard.report.remote(self._app.name, replica, snapshot,
-                                        self._router.picker.split.model_dump(mode="json"),
+                                        self._router.split.model_dump(mode="json"),
                                         self._router.stable_version(),
                                         self._router.promotion_snapshot(),
                                         self._router.shadow_sums()),

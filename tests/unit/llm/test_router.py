@@ -119,6 +119,23 @@ def test_injected_fault_falls_back_to_stable_and_counts_against_canary(
     assert router.slo["1"].requests == 4 and router.slo["1"].errors == 0
 
 
+def test_a_fault_of_the_stable_version_itself_fails_the_request(platform_config, llm_app) -> None:
+    """The deployment plane's rule, as for tabular apps: nothing to fall back to, so the
+    request fails with a 503 (OpenAI error body) and counts against the version."""
+    router = _router(platform_config, llm_app,
+                     _cfg({"1": 100}, stable="1", faults={"1": {"error_rate": 1.0}}))
+
+    async def run() -> tuple[int, dict[str, Any] | None, str]:
+        status, body, _, version = await router.handle(
+            json.dumps(CHAT).encode(), ChatCompletionRequest, {"x-conversation-id": "c1"})
+        return status, body, version
+
+    status, body, version = asyncio.run(run())
+    assert status == 503 and version == "1", body
+    assert body is not None and "injected fault on version 1" in body["error"]["message"]
+    assert router.slo["1"].errors == 1 and router.requests["1"] == 0
+
+
 def test_shadow_compares_text_off_the_request_path(platform_config, llm_app) -> None:
     router = _router(platform_config, llm_app, _cfg({"1": 100}, shadow="2"))
 
