@@ -346,7 +346,12 @@ def test_drained_node_checkpoints_just_in_time(env, session_home: Path, drill_no
     assert numbers["resumed_at"] == jit["step"], {**timeline, **numbers}
     later = [s for s in log["starts"] if s["step"] == numbers["resumed_at"]]
     assert later and all(s["node_id"] != node_id for s in later)  # it moved off the node
-    print(f"drain drill: {timeline}, {numbers}")
+    checks = sorted(s["check_ms"] for s in log["steps"] if s.get("check_ms") is not None)
+    work = sorted(s["step_ms"] for s in log["steps"] if s.get("step_ms") is not None)
+    cost = (f"preemption check per step: median {checks[len(checks) // 2]:.2f} ms, "
+            f"p90 {checks[int(len(checks) * 0.9)]:.2f} ms; step before pacing: median "
+            f"{work[len(work) // 2]:.2f} ms") if checks and work else "no check timings"
+    print(f"drain drill: {timeline}, {numbers}; {cost}")
 
 
 # --------------------------------------------------------------------------- job stop

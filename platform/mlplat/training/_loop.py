@@ -268,23 +268,27 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             step_loss = float(loss.item())
             loss_sum += step_loss * len(idx)
             loss_count += len(idx)
+            last_batch = b == n_batches - 1
+            preemption = None
+            check_ms = None
+            if not saved_for_preemption:
+                # Asked after every step, whatever the checkpoint interval: a drain notice that
+                # leaves one step's time before the deadline always gets its checkpoint. The
+                # call is one round trip to Ray Train's sync actor (rank 0's answer, broadcast,
+                # so every rank decides alike); its cost is logged per step (``check_ms``).
+                asked = time.perf_counter()
+                preemption = ray.train.get_preemption_info()
+                check_ms = round(1000 * (time.perf_counter() - asked), 3)
+                saved_for_preemption = preemption is not None
             if rank == 0:
                 step_losses.append([global_step, step_loss])
                 if log_dir is not None:
                     _append_line(
                         log_dir / "steps.jsonl",
                         {"step": global_step, "loss": step_loss, "attempt": attempt,
-                         "t": time.time()},
+                         "t": time.time(), "check_ms": check_ms,
+                         "step_ms": round(1000 * (time.perf_counter() - step_started), 3)},
                     )
-            last_batch = b == n_batches - 1
-            preemption = None
-            if not saved_for_preemption:
-                # Asked after every step, whatever the checkpoint interval: a drain notice that
-                # leaves one step's time before the deadline always gets its checkpoint. The
-                # call is one round trip to Ray Train's sync actor (rank 0's answer, broadcast,
-                # so every rank decides alike).
-                preemption = ray.train.get_preemption_info()
-                saved_for_preemption = preemption is not None
             if preemption is not None:
                 log_preemption("notice", preemption)
             if (global_step % every == 0 or preemption is not None) and not last_batch:
