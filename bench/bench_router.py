@@ -239,12 +239,11 @@ def main() -> None:
     from mlplat.deployment import (
         InMemoryFeatureLookup,
         LocalModelLoader,
-        deploy,
         endpoint_url,
         ingress_up,
         undeploy,
     )
-    from mlplat.deployment._api import apply_traffic
+    from mlplat.deployment._api import apply_traffic, deploy
     from tests.integration.test_serving import _write_versions
 
     serial_n = int(os.environ.get("MLPLAT_BENCH_SERIAL", "400"))

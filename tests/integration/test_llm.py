@@ -439,6 +439,17 @@ def test_an_llm_version_unlike_production_stops_at_the_text_gate(llm2, record_pr
     assert back["stage"] == "shadow" and "shadow_similarity" in back["why"]
     assert chats.failed == [] and set(chats.versions) == {"3"}
     assert llm_router_stats(cfg, app.name)["shadow"]["split"]["weights"] == {"3": 100.0}
+    # No way around the gates for an LLM app either: the one controller refuses a hand-set
+    # canary of the rolled-back version (409 naming why), and the split stays as it was.
+    from mlplat.deployment import TrafficSplit, set_traffic
+    from mlplat.errors import GateBlockedError
+    from mlplat.secrets import person_token
+
+    with pytest.raises(GateBlockedError, match="rollback: v2 was rolled back"):
+        set_traffic(cfg, app.name, TrafficSplit(weights={"3": 90, "2": 10}),
+                    token=person_token(cfg, "alice"), reason="canary by hand",
+                    controller=llm2["guard"])
+    assert llm_router_stats(cfg, app.name)["shadow"]["split"]["weights"] == {"3": 100.0}
 
 
 def test_llm_canary_errors_roll_back_through_the_controller(llm2, record_property) -> None:

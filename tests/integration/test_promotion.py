@@ -98,10 +98,10 @@ def promo(ray_cluster, tmp_path_factory):
     from mlplat.deployment import (
         InMemoryFeatureLookup,
         LocalModelLoader,
-        deploy,
         get_controller,
         undeploy,
     )
+    from mlplat.deployment._api import deploy
     from mlplat.secrets import get_secret, person_token
     from tests.services import free_port
 

@@ -73,7 +73,8 @@ def served(ray_cluster, tmp_path_factory):
 
     from mlplat.apps import load_app
     from mlplat.config import load_config
-    from mlplat.deployment import InMemoryFeatureLookup, LocalModelLoader, deploy
+    from mlplat.deployment import InMemoryFeatureLookup, LocalModelLoader
+    from mlplat.deployment._api import deploy
 
     cfg = load_config(REPO / "platform.yaml")
     fraud = load_app("fraud", cfg)
@@ -271,8 +272,8 @@ def test_a_killed_router_replica_fails_no_request_through_the_ingress(served, tm
     import ray
     from ray.util.state import list_actors
 
-    from mlplat.deployment import LocalModelLoader, current_split, deploy, ingress_down, ingress_up
-    from mlplat.deployment._api import apply_traffic
+    from mlplat.deployment import LocalModelLoader, current_split, ingress_down, ingress_up
+    from mlplat.deployment._api import apply_traffic, deploy
     from tests.services import free_port
 
     cfg, app = served["cfg"], served["app"]

@@ -18,7 +18,6 @@ from mlplat.deployment._admin import promotion_status as promotion_status
 from mlplat.deployment._admin import rollback as rollback
 from mlplat.deployment._admin import set_traffic as set_traffic
 from mlplat.deployment._api import current_split as current_split
-from mlplat.deployment._api import deploy as deploy
 from mlplat.deployment._api import endpoint_url as endpoint_url
 from mlplat.deployment._api import router_stats as router_stats
 from mlplat.deployment._api import undeploy as undeploy
@@ -125,7 +124,6 @@ __all__ = [
     "call_app",
     "contract_gate",
     "current_split",
-    "deploy",
     "endpoint_url",
     "ensure_version_apps",
     "evaluate_gates",
