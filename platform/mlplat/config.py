@@ -319,6 +319,17 @@ class Person(StrictModel):
     roles: list[Role] = Field(min_length=1, description="What this person may do.")
 
 
+class RequestLimits(StrictModel):
+    """What any HTTP body may be, on every route (predict, OpenAI, admin, webhook) and at the
+    ingress: one limit, enforced by NGINX (``client_max_body_size``) and again by each app."""
+
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024,
+        description="Largest request body in bytes; a larger one is a 413 before it is parsed.")
+    max_json_depth: int = Field(
+        default=32, ge=2, le=500, description="Deepest nesting of objects/arrays a JSON body may have.")
+
+
 class Security(StrictModel):
     """Names of the environment variables holding secrets — never the secrets themselves.
 
@@ -361,6 +372,7 @@ class PlatformConfig(StrictModel):
     data: DataPolicy
     scheduling: Scheduling
     security: Security
+    requests: RequestLimits = Field(default_factory=RequestLimits)
     local_cluster: LocalCluster
     source_path: Path | None = Field(None, exclude=True, description="Where it was loaded from.")
 

@@ -23,6 +23,17 @@ class UserError(MlplatError, ValueError):
     http_status = 400
 
 
+class RequestError(UserError):
+    """An HTTP request body breaks its route's contract; ``field`` names where
+    (``features.amount``, ``messages.0.role``, ``<body>`` for the body as a whole). A 400 unless
+    ``status`` says otherwise (413: too large)."""
+
+    def __init__(self, message: str, field: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.field = field
+        self.http_status = status
+
+
 class NotFoundError(UserError):
     """A named thing (app, model, version, feature view) does not exist."""
 

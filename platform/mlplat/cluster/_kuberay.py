@@ -344,7 +344,8 @@ def ingresses(ctx: RenderContext, app: AppView) -> list[dict[str, Any]]:
     prefix = app.serving.route_prefix.rstrip("/")
     annotation = "nginx.ingress.kubernetes.io/"
     common = {f"{annotation}proxy-buffering": "off",
-              f"{annotation}proxy-read-timeout": str(INGRESS_READ_TIMEOUT_S)}
+              f"{annotation}proxy-read-timeout": str(INGRESS_READ_TIMEOUT_S),
+              f"{annotation}proxy-body-size": str(ctx.cfg.requests.max_body_bytes)}
     data = {f"{annotation}proxy-next-upstream": INGRESS_REPLAYED_ON,
             f"{annotation}proxy-next-upstream-tries": str(INGRESS_RETRY_TRIES)}
     admin = {f"{annotation}proxy-next-upstream": "off"}

@@ -60,8 +60,10 @@ class Ingress:
             return []
 
 
-def render_ingress_conf(folder: Path, port: int, serve_port: int) -> str:
-    """The NGINX configuration of the local ingress (listening on loopback only).
+def render_ingress_conf(folder: Path, port: int, serve_port: int,
+                        max_body_bytes: int = 1_048_576) -> str:
+    """The NGINX configuration of the local ingress (listening on loopback only); a body over
+    ``max_body_bytes`` (platform.yaml ``requests``) is a 413 there, before any replica.
 
     Example:
         >>> "proxy_next_upstream_tries 3" in render_ingress_conf(Path("/tmp/i"), 8080, 8000)
@@ -88,7 +90,7 @@ http {{
   fastcgi_temp_path {folder}/tmp/fastcgi;
   uwsgi_temp_path {folder}/tmp/uwsgi;
   scgi_temp_path {folder}/tmp/scgi;
-  client_max_body_size 16m;
+  client_max_body_size {max_body_bytes};
   upstream serve {{
 {upstream}
     keepalive 64;
@@ -165,7 +167,7 @@ def ingress_up(cfg: PlatformConfig, *, port: int | None = None, serve_port: int 
     (folder / "tmp").mkdir(parents=True, exist_ok=True)
     conf = folder / "nginx.conf"
     tmp = conf.with_suffix(".conf.new")
-    tmp.write_text(render_ingress_conf(folder, port, serve_port))
+    tmp.write_text(render_ingress_conf(folder, port, serve_port, cfg.requests.max_body_bytes))
     nginx = _nginx()
     checked = subprocess.run([nginx, "-t", "-q", "-p", str(folder), "-c", str(tmp)],
                              capture_output=True, text=True, check=False)

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from mlplat.config import RequestLimits
 from mlplat.contracts.v1 import FeatureSpec, PredictResponse
 from mlplat.deployment._drift_sampler import DriftSampler as DriftSampler
 from mlplat.deployment._drift_sampler import deliver as deliver
@@ -100,6 +101,7 @@ class RouterCore(SplitRouter):
         lookup: Online feature reads.
         drift_sample_rate: Share of requests sampled for the drift monitor.
         new_request_id: Generates ids for requests that carry none.
+        limits: Body size and JSON nesting limits (platform.yaml ``requests``).
 
     Example:
         >>> core = RouterCore("fraud", spec, 0.5, loader, lookup)      # doctest: +SKIP
@@ -119,6 +121,7 @@ class RouterCore(SplitRouter):
         rng: random.Random | None = None,
         new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         shadow_loader: ModelLoader | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         super().__init__(app_name, rng=rng)
         self.spec = spec
@@ -127,6 +130,7 @@ class RouterCore(SplitRouter):
         self._shadow_loader = shadow_loader or loader
         self._lookup = lookup
         self._new_request_id = new_request_id
+        self._limits = limits or RequestLimits()
         self._lookup_names = [f for v in spec.feature_views for f in v.features]
         self._models: dict[tuple[str, str, str], ServedModel] = {}
         self._numeric: set[str] = set()
@@ -257,7 +261,8 @@ class RouterCore(SplitRouter):
             raise NotFoundError(
                 f"router '{self.app_name}' has no model versions loaded yet; deploy a split."
             )
-        req = parse_predict_request(raw, self.spec, self._numeric, self._categorical)
+        req = parse_predict_request(raw, self.spec, self._numeric, self._categorical,
+                                    self._limits)
         request_id = req.request_id or self._new_request_id()
         version = self.route(request_key(req.entity, self.spec.entity_keys, req.request_id))
         looked_up = self._lookup_features(dict(req.entity))

@@ -142,6 +142,7 @@ class RouterDeployment:
             lookup,
             drift_sample_rate=app.serving.drift_sample_rate,
             shadow_loader=RemoteVersionLoader(app.name),
+            limits=cfg.requests,
         )
         self._controller_name = controller
         self._controller: Any = None

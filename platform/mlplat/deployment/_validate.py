@@ -6,24 +6,17 @@ and turn into a 500.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from typing import Any
 
+from mlplat._body import BODY_FIELD, load_json_body
+from mlplat.config import RequestLimits
 from mlplat.contracts.v1 import FeatureSpec, PredictRequest
-from mlplat.errors import UserError, did_you_mean
+from mlplat.errors import RequestError as RequestError
+from mlplat.errors import did_you_mean
 
-BODY_FIELD = "<body>"
 _TOP_LEVEL = ("entity", "features", "request_id")
-
-
-class RequestError(UserError):
-    """A predict request breaks the serving contract; ``field`` names where (``entity.x``)."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
-
+_DEFAULT_LIMITS = RequestLimits()
 
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
@@ -57,6 +50,7 @@ def parse_predict_request(
     spec: FeatureSpec,
     numeric: Collection[str] = (),
     categorical: Collection[str] = (),
+    limits: RequestLimits = _DEFAULT_LIMITS,
 ) -> PredictRequest:
     """Parse and check a predict body against ``spec``.
 
@@ -65,12 +59,15 @@ def parse_predict_request(
         spec: The app's serving contract (entity keys and request-time features).
         numeric: Request features that must be numbers (from the model's preprocessor).
         categorical: Request features that must be strings.
+        limits: Body size and nesting (platform.yaml ``requests``); numbers must be finite
+            and integers within int64 whatever the limits.
 
     Returns:
         The validated request.
 
     Raises:
-        RequestError: malformed JSON, a missing/extra/wrong-typed key; ``field`` names it.
+        RequestError: a body over the size limit (413), malformed or too deeply nested JSON,
+            a non-finite number, a missing/extra/wrong-typed key; ``field`` names it.
 
     Example:
         >>> from mlplat.contracts.v1 import FeatureSpec, FeatureViewRef
@@ -81,10 +78,7 @@ def parse_predict_request(
         ...                       spec).entity
         {'account_id': 1}
     """
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(f"request body is not valid JSON: {exc}", BODY_FIELD) from exc
+    body = load_json_body(raw, limits)
     if not isinstance(body, dict):
         raise RequestError(
             f"request body must be a JSON object with keys {list(_TOP_LEVEL)}, "

@@ -96,7 +96,7 @@ class LLMCore:
             force_stream: Override the body's ``stream`` (a shadow copy is always collected).
         """
         try:
-            req: ChatCompletionRequest | CompletionRequest = parse_request(raw, schema)  # type: ignore[type-var]
+            req: ChatCompletionRequest | CompletionRequest = parse_request(raw, schema, self.cfg.requests)  # type: ignore[type-var]
             prompt, params, field = self._prepare(req)
         except LLMRequestError as exc:
             return exc.http_status, exc.body(), None

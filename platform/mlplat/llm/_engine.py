@@ -26,15 +26,25 @@ if TYPE_CHECKING:
     from mlplat.llm._config import LLMAppConfig
 
 
+SAMPLING_EPS = 1e-5
+"""A temperature below this is greedy, as vLLM does: dividing logits by 1e-40 overflows them
+to inf, and sampling from that fails (a valid request answered 500)."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
-    """What to generate. ``temperature == 0`` means greedy (deterministic)."""
+    """What to generate. ``temperature == 0`` means greedy (deterministic); so does any
+    temperature below ``SAMPLING_EPS``."""
 
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < SAMPLING_EPS:
+            object.__setattr__(self, "temperature", 0.0)
 
 
 @dataclass

@@ -11,7 +11,7 @@ comparison for text.
 Plain class, no Ray: unit tests drive it with fake engines. ``_serve.py`` is its Serve shell.
 
 Example:
-    >>> router = LLMRouter(cfg, app, make_core)                               # doctest: +SKIP
+    >>> router = LLMRouter("llm", limits=cfg.requests)                        # doctest: +SKIP
     >>> router.commit(router.plan({"model": "tiny-chat", "split": {"weights": {"1": 90, "2": 10}}})[0],
     ...               {"1": core1, "2": core2})                               # doctest: +SKIP
     >>> status, body, stream, version = await router.handle(raw, ChatCompletionRequest, headers)
@@ -30,6 +30,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlplat._body import load_json_body
+from mlplat.config import RequestLimits
 from mlplat.deployment import (
     InjectedFault,
     RouterUserConfig,
@@ -39,7 +41,7 @@ from mlplat.deployment import (
     p99_of,
     split_versions,
 )
-from mlplat.errors import UserError
+from mlplat.errors import RequestError, UserError
 from mlplat.llm._engine import GenerationStats
 
 if TYPE_CHECKING:
@@ -178,14 +180,17 @@ class LLMRouter(SplitRouter):
         app_name: The app (for messages).
         rng: Randomness for fault injection.
         clock: Monotonic seconds (latency measurements).
+        limits: Body size and JSON nesting limits (platform.yaml ``requests``).
     """
 
     label = "LLM router"
 
     def __init__(self, app_name: str, *, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 limits: RequestLimits | None = None) -> None:
         super().__init__(app_name, rng=rng)
         self._clock = clock
+        self._limits = limits or RequestLimits()
         self.cores: dict[str, LLMCore] = {}
         self.keys: Counter[str] = Counter()
         self.shadow_slo: dict[str, VersionCounters] = {}
@@ -233,9 +238,9 @@ class LLMRouter(SplitRouter):
         (counted as an error of the faulty version), so a broken canary costs no failed request.
         """
         try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None  # the core answers the 400 naming the body
+            body = load_json_body(raw, self._limits)
+        except RequestError:
+            body = None  # the core answers the 4xx naming the field
         key, source = request_key(body, headers)
         self.keys[source] += 1
         version, stable = self.route(key), self.stable_version()

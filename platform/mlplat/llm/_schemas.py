@@ -19,18 +19,16 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mlplat.errors import UserError
+from mlplat._body import BODY_FIELD as BODY_FIELD
+from mlplat._body import load_json_body
+from mlplat.config import RequestLimits
+from mlplat.errors import RequestError
 
-BODY_FIELD = "<body>"
+_DEFAULT_LIMITS = RequestLimits()
 
 
-class LLMRequestError(UserError):
+class LLMRequestError(RequestError):
     """A request body breaks the API; ``field`` names where (``messages.0.role``)."""
-
-    def __init__(self, message: str, field: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.http_status = status
 
     def body(self) -> dict[str, Any]:
         """OpenAI's error shape, plus the platform's ``field`` key."""
@@ -86,16 +84,19 @@ class CompletionRequest(_SamplingFields):
 Req = TypeVar("Req", ChatCompletionRequest, CompletionRequest)
 
 
-def parse_request(raw: bytes | str, schema: type[Req]) -> Req:
+def parse_request(raw: bytes | str, schema: type[Req],
+                  limits: RequestLimits = _DEFAULT_LIMITS) -> Req:
     """Parse a body; the first problem becomes an ``LLMRequestError`` naming its field.
 
     Raises:
-        LLMRequestError: not JSON, not an object, or a field breaks the schema.
+        LLMRequestError: over the size limit (413, before parsing), not JSON, nested too
+            deep, a non-finite number or an integer outside int64, not an object, or a field
+            breaks the schema.
     """
     try:
-        data = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LLMRequestError(f"body is not valid JSON: {exc}", BODY_FIELD) from exc
+        data = load_json_body(raw, limits)
+    except RequestError as exc:
+        raise LLMRequestError(str(exc), exc.field, exc.http_status) from exc
     if not isinstance(data, dict):
         raise LLMRequestError(
             f"body must be a JSON object, got {type(data).__name__}.", BODY_FIELD

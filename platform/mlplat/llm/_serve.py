@@ -49,7 +49,7 @@ class LLMDeployment:
                 serve.get_replica_context().app_name)
         else:
             self._loader = loader or AppEngineLoader(cfg, app)
-        self._router = LLMRouter(app.name)
+        self._router = LLMRouter(app.name, limits=cfg.requests)
         self._accounting = TokenAccounting()
         self._lock = asyncio.Lock()
         self._started_at = time.time()

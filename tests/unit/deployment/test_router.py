@@ -75,6 +75,56 @@ def test_bad_input_is_4xx_and_counted_never_500(fraud_app, fake_loader, lookup) 
     assert core.stats()["errors"] == 0
 
 
+# Issue 19's hostile classes, each answered before (500/503 or a silent NaN) and now a 4xx
+# naming the field: non-finite numbers, integers too large, deep nesting, huge bodies.
+HOSTILE = [
+    (b'{"entity": {"account_id": 1}, "features": {"amount": Infinity, '
+     b'"merchant_category": "travel"}}', 400, "features.amount", "Infinity is not a finite"),
+    (b'{"entity": {"account_id": 1}, "features": {"amount": -Infinity, '
+     b'"merchant_category": "travel"}}', 400, "features.amount", "-Infinity is not a finite"),
+    (b'{"entity": {"account_id": 1}, "features": {"amount": NaN, '
+     b'"merchant_category": "travel"}}', 400, "features.amount", "NaN is not a finite"),
+    (b'{"entity": {"account_id": 1}, "features": {"amount": 1e999, '
+     b'"merchant_category": "travel"}}', 400, "features.amount", "Infinity is not a finite"),
+    (b'{"entity": {"account_id": 1}, "features": {"amount": ' + b"9" * 400 +
+     b', "merchant_category": "travel"}}', 400, "features.amount", "64-bit integer range"),
+    (b'{"entity": {"account_id": ' + b"9" * 5000 + b'}}', 400, "<body>", "number too large"),
+    (b'{"entity": {"account_id": 18446744073709551616}}', 400, "entity.account_id",
+     "64-bit integer range"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "<body>", "nests deeper than 32"),
+    (b'{"entity": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, 400, "entity" + ".a" * 31,
+     "nested deeper than 32"),
+    (b'{"entity": {"account_id": 1}, "features": {"amount": 1, "merchant_category": "' +
+     b"x" * 2_000_000 + b'"}}', 413, "<body>", "the limit is 1048576"),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "field", "message"), HOSTILE,
+                         ids=["inf", "-inf", "nan", "1e999", "bigint-feature", "4300-digits",
+                              "bigint-key", "100k-nesting", "40-nesting", "2MB"])
+def test_hostile_bodies_are_4xx_naming_the_field(fraud_app, fake_loader, lookup, raw, status,
+                                                 field, message) -> None:
+    from mlplat.config import RequestLimits
+
+    core = core_for(fraud_app, fake_loader, lookup, limits=RequestLimits())
+    core.apply(cfg_for(TrafficSplit(weights={"1": 100})))
+    got, out, _ = core.respond(raw)
+    assert (got, out["field"]) == (status, field), out
+    assert message in out["error"], out["error"]
+    assert core.stats()["errors"] == 0  # the client's bad input is never our outage
+
+
+def test_body_limits_come_from_platform_yaml(fraud_app, fake_loader, lookup) -> None:
+    from mlplat.config import RequestLimits
+
+    core = core_for(fraud_app, fake_loader, lookup,
+                    limits=RequestLimits(max_body_bytes=1024, max_json_depth=2))
+    core.apply(cfg_for(TrafficSplit(weights={"1": 100})))
+    assert core.respond(body())[0] == 200  # depth 2: {"entity": {...}}
+    status, out, _ = core.respond(body(request_id="r" * 2000))
+    assert status == 413 and "limit is 1024" in out["error"]
+
+
 def test_backend_failures_map_to_their_status(fraud_app, fake_loader) -> None:
     class Down:
         def get(self, entities):

@@ -184,7 +184,7 @@ def test_rayjob_templates_carry_team_metadata(cfg, resources) -> None:
     assert covered == entrypoints
 
 
-def test_each_app_gets_ingresses_with_the_local_ingress_replay_policy(rendered) -> None:
+def test_each_app_gets_ingresses_with_the_local_ingress_replay_policy(rendered, cfg) -> None:
     """Production replays what the local ingress replays (one policy, mlplat.cluster), data
     routes only, to the Service KubeRay creates for the RayService."""
     from pathlib import Path
@@ -209,6 +209,10 @@ def test_each_app_gets_ingresses_with_the_local_ingress_replay_policy(rendered) 
         assert data["metadata"]["annotations"][f"{ann}proxy-next-upstream-tries"] == \
             str(INGRESS_RETRY_TRIES)
         assert admin["metadata"]["annotations"][f"{ann}proxy-next-upstream"] == "off"
-    local = render_ingress_conf(Path("/tmp/x"), 8080, 8000)
+        for doc in (data, admin):  # one body limit, platform.yaml's, at both ingresses
+            assert doc["metadata"]["annotations"][f"{ann}proxy-body-size"] == \
+                str(cfg.requests.max_body_bytes)
+    local = render_ingress_conf(Path("/tmp/x"), 8080, 8000, cfg.requests.max_body_bytes)
+    assert f"client_max_body_size {cfg.requests.max_body_bytes};" in local
     assert f"proxy_next_upstream {INGRESS_REPLAYED_ON};" in local
     assert f"proxy_next_upstream_tries {INGRESS_RETRY_TRIES};" in local

@@ -168,3 +168,19 @@ def test_missing_model_folder_says_how_to_build_it(platform_config, tmp_path) ->
     with pytest.raises(UserError, match=r"has no \['config.json', 'tokenizer.json'\]. "
                                         r"Build the model first: python jobs/build_tiny_llm.py"):
         load_engine(platform_config, app)
+
+
+def test_sampling_parameters_at_the_edge_of_their_ranges_answer_200(platform_config, llm_app,
+                                                                     engine) -> None:
+    """Issue 19: ``temperature: 1e-40`` (inside 0..2) was a 500 from the sampler and a seed
+    past int64 a 500 from torch; now greedy, and a 400 naming ``seed``."""
+    from mlplat.llm import LLMCore
+
+    core = LLMCore(platform_config, llm_app, engine)
+    status, body, _ = _run(core.handle(json.dumps({**CHAT, "max_tokens": 4,
+                                                   "temperature": 1e-40, "seed": 2**63 - 1}),
+                                       ChatCompletionRequest))
+    assert status == 200, body
+    status, body, _ = _run(core.handle(json.dumps({**CHAT, "seed": 2**63}),
+                                       ChatCompletionRequest))
+    assert status == 400 and body["field"] == "seed", body

@@ -46,6 +46,13 @@ def test_valid_chat_and_completion_parse() -> None:
         ({**CHAT, "logit_bias": {"1": 2}}, "logit_bias", "unknown or unsupported field"),
         ({**CHAT, "stream_options": {"include_usage": "maybe"}},
          "stream_options.include_usage", "valid boolean"),
+        # Issue 19's classes: each was a 500 (or a silent NaN) before.
+        ({**CHAT, "seed": 2**64}, "seed", "outside the 64-bit integer range"),
+        (b'{"model": "m", "messages": [], "temperature": NaN}', "temperature",
+         "NaN is not a finite number"),
+        (b'{"model": "m", "messages": [], "top_p": 1e999}', "top_p",
+         "Infinity is not a finite number"),
+        (b"[" * 100_000 + b"]" * 100_000, "<body>", "nests deeper than 32"),
     ],
 )
 def test_bad_request_names_the_field(body, field, match) -> None:
@@ -105,3 +112,23 @@ def test_a_longer_stop_starting_earlier_wins_across_chunks() -> None:
     ended = StopFilter(["a", "\naa"])  # the same start, but the stream ends after '\na'
     assert ended.feed("\na") == ("", False)
     assert ended.flush() == "\n" and ended.stopped
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_parsed() -> None:
+    import time
+
+    from mlplat.config import RequestLimits
+
+    huge = json.dumps({**CHAT, "messages": [{"role": "user", "content": "word " * 2_000_000}]})
+    t0 = time.perf_counter()
+    with pytest.raises(LLMRequestError, match="the limit is 1048576") as info:
+        parse_request(huge, ChatCompletionRequest, RequestLimits())
+    assert info.value.http_status == 413 and info.value.field == "<body>"
+    assert time.perf_counter() - t0 < 0.05  # refused by size, not parsed (10 MB)
+
+
+def test_a_temperature_too_small_to_divide_by_is_greedy() -> None:
+    from mlplat.llm._engine import SamplingParams
+
+    assert SamplingParams(max_tokens=4, temperature=1e-40).temperature == 0.0
+    assert SamplingParams(max_tokens=4, temperature=0.7).temperature == 0.7
