@@ -126,7 +126,7 @@ class PromotionController:
         self._guard_production = guard_production
         self._next_guard = 0.0
         self._guard_alerted: dict[tuple[str, str], float] = {}
-        self._guard_breaches: dict[tuple[str, str], float] = {}  # → first seen breaching
+        self._breaches: dict[tuple[str, str], float] = {}  # (app, what) → first seen breaching
         self._verified: set[int] = set()
         # app → (rollout id, stage index, counted until, candidate requests in the stage).
         self._stage_served: dict[str, tuple[int, int, float, int]] = {}
@@ -483,20 +483,11 @@ class PromotionController:
         for version, weight in sorted(split.weights.items()):
             stats = self.slo.window(app_name, version, now - self.window_s, now)
             why = self._judge(stats) if weight > 0 and stats.requests >= needed else None
-            # A breach must still hold one whole window after it was first seen (two windows
-            # that do not overlap): one slow moment on a busy node does not undo a version.
-            if not why:
-                self._guard_breaches.pop((app_name, version), None)
+            confirmed = self._confirmed((app_name, version), app_name, version, now,
+                                        stats if why else None)
+            if confirmed is None:
                 continue
-            first = self._guard_breaches.setdefault((app_name, version), now)
-            if now - first < self.window_s:
-                continue
-            since = self.slo.window(app_name, version, first, now)
-            why = self._judge(since) if since.requests >= needed else None
-            if not why:  # what arrived after the first sighting is healthy: a blip
-                self._guard_breaches.pop((app_name, version), None)
-                continue
-            stats = since
+            stats, why = confirmed, self._judge(confirmed) or why
             target = self._guard_target(app_name, version, last_good)
             if target is None:
                 last = self._guard_alerted.get((app_name, version), -1e18)
@@ -506,7 +497,6 @@ class PromotionController:
                                     f"SLO ({why}) and no earlier good version is known",
                                     {"app": app_name, "model": model, "version": version})
                 continue
-            self._guard_breaches.pop((app_name, version), None)
             r = self.store.create_rollout(
                 app=app_name, model=model, baseline=target, candidate=version,
                 started_by="promotion-controller", source="guard",
@@ -516,6 +506,37 @@ class PromotionController:
             self._rollback(r, why=f"SLO breach of live v{version}: {why}",
                            actor="promotion-controller", stats=stats)
             return
+
+    def _confirmed(self, key: tuple[str, str], app_name: str, version: str, now: float,
+                   breaching: WindowStats | None) -> WindowStats | None:
+        """The one rule for acting on a breach, in a rollout's stages and between rollouts: it
+        must still hold for the traffic that arrived after it was first seen, over at least one
+        whole window (two windows that do not overlap), so one slow moment on a busy node — a
+        version's first requests, a pause — does not undo a version.
+
+        Args:
+            key: What is judged (app and version, or app and rollout).
+            breaching: The window that breaches now; None when healthy (forgets a sighting).
+
+        Returns:
+            The window to roll back on, or None (healthy, a blip, or not confirmed yet). With
+            fewer than ``promotion.min_stage_requests`` requests since the first sighting it
+            waits, up to four windows, then acts on the breach it saw (no newer evidence).
+        """
+        if breaching is None:
+            self._breaches.pop(key, None)
+            return None
+        first = self._breaches.setdefault(key, now)
+        if now - first < self.window_s:
+            return None
+        since = self.slo.window(app_name, version, first, now)
+        if since.requests >= max(1, self.cfg.promotion.min_stage_requests):
+            self._breaches.pop(key, None)
+            return since if self._judge(since) else None  # healthy since: a blip
+        if now - first < 4 * self.window_s:
+            return None
+        self._breaches.pop(key, None)
+        return breaching
 
     def _guard_target(self, app_name: str, version: str, last_good: str | None) -> str | None:
         """Where a breaching live version's traffic goes: the last good version, or — when
@@ -588,10 +609,15 @@ class PromotionController:
                                  self._min_window_requests)
         policy = self.cfg.promotion
         why = self._judge(stats)
-        if why:
+        confirmed = self._confirmed((r.app, f"rollout {r.id}"), r.app, r.candidate, now,
+                                    stats if why else None)
+        if confirmed is not None:
+            why = self._judge(confirmed) or why
             self._rollback(r, why=f"SLO breach of v{r.candidate} in {step.stage}: {why}",
-                           actor="promotion-controller", stats=stats)
+                           actor="promotion-controller", stats=confirmed)
             return
+        if why:
+            return  # seen, not confirmed yet: the stage neither passes nor rolls back
         served = self._count_served(r, now)
         hold = 0.0 if (step.stage == SHADOW_STAGE and r.override_by) else step.hold_s
         held = now - r.stage_started_at
