@@ -234,6 +234,7 @@ def _rollout(cfg: PlatformConfig, app: AppConfig, v1: str, v2: str, summary: Dem
     console.print(f"v{v1} is production at {summary.endpoint}")
     stage_stats = _send(summary, bodies, rng, requests_per_stage)
     stage_stats.pop("latencies")
+    stage_stats.pop("requests")
     summary.stages.append({"stage": "production-v1", "weights": {v1: 100.0}, **stage_stats})
     # v2's drift gate compares served traffic with v2's training sample: serve until the
     # drift monitor holds enough closed windows to judge it (monitoring.min_window_rows).
@@ -285,8 +286,9 @@ def _follow(cfg: PlatformConfig, app: AppConfig, candidate: str, summary: DemoSu
             bodies: list[dict[str, Any]], rng: random.Random, requests_per_stage: int,
             by_stage: dict[str, dict[str, Any]], timeout_s: float) -> None:
     """Send traffic while the controller walks ``candidate``'s rollout, then some more at
-    production. Each batch is counted for the stage the rollout history says was in force
-    for all of it (a batch that spans a stage change is left out)."""
+    production. Each request is counted for the stage the rollout history says was in force
+    from when it was sent until it was answered (one sent while a stage change was being
+    applied is left out)."""
     from mlplat.deployment import promotion_status, router_stats
 
     batch = max(10, requests_per_stage // 4)
@@ -316,18 +318,17 @@ def _follow(cfg: PlatformConfig, app: AppConfig, candidate: str, summary: DemoSu
     summary.stage_times = [(h["stage"], round(h["applying_from"], 2), round(h["t"], 2))
                            for h in stages]
     summary.batch_times = [(round(t0, 2), round(t1, 2)) for t0, t1, _ in batches]
-    for t0, t1, counts in batches:
-        current = [i for i, h in enumerate(stages) if h["t"] <= t0]
+    for sent_at, answered_at, version, ms in (r for *_, c in batches for r in c["requests"]):
+        current = [i for i, h in enumerate(stages) if h["t"] <= sent_at]
         if not current or (current[-1] + 1 < len(stages)
-                           and stages[current[-1] + 1]["applying_from"] < t1):
-            continue  # before the first stage, or spans a stage change
+                           and stages[current[-1] + 1]["applying_from"] < answered_at):
+            continue  # before the first stage, or while a stage change was being applied
         stage, split = stages[current[-1]]["stage"], stages[current[-1]]["split"]
         seen = by_stage.setdefault(stage, {"stage": stage, "weights": dict(split["weights"]),
                                            "shadow": split.get("shadow"), "observed": {},
                                            "latencies": []})
-        for version, n in counts["observed"].items():
-            seen["observed"][version] = seen["observed"].get(version, 0) + n
-        seen["latencies"] += counts["latencies"]
+        seen["observed"][version] = seen["observed"].get(version, 0) + 1
+        seen["latencies"].append(ms)
 
 
 def _drift_references(cfg: PlatformConfig, app: AppConfig, versions: list[str],
@@ -375,9 +376,11 @@ def _send(summary: DemoSummary, bodies: list[dict[str, Any]], rng: random.Random
 
     observed: dict[str, int] = {}
     latencies: list[float] = []
+    sent: list[tuple[float, float, str, float]] = []  # (sent at, answered at, version, ms)
     with httpx.Client(base_url=summary.endpoint, timeout=30) as client:
         for _ in range(requests_per_stage):
             t0 = time.perf_counter()
+            sent_at = time.time()
             # Each request carries its own id (as a caller's transaction id would): the split
             # is then per request, not sticky per account (150 accounts in the e2e run).
             body = {**rng.choice(bodies), "request_id": f"demo-{rng.getrandbits(64):016x}"}
@@ -387,12 +390,13 @@ def _send(summary: DemoSummary, bodies: list[dict[str, Any]], rng: random.Random
                 raise InfraError(f"predict returned {resp.status_code}: {resp.text[:500]}")
             answer = resp.json()
             observed[answer["version"]] = observed.get(answer["version"], 0) + 1
+            sent.append((sent_at, time.time(), answer["version"], latencies[-1]))
             if len(summary.responses) < 2000:
                 summary.responses.append(answer)
     latencies.sort()
     return {"observed": observed, "p50_ms": round(latencies[len(latencies) // 2], 2),
             "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 2),
-            "latencies": latencies}
+            "latencies": latencies, "requests": sent}
 
 
 def _drift(cfg: PlatformConfig, app: AppConfig, version: str, summary: DemoSummary,
