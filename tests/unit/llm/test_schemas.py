@@ -125,6 +125,11 @@ def test_a_body_over_the_limit_is_413_before_it_is_parsed() -> None:
         parse_request(huge, ChatCompletionRequest, RequestLimits())
     assert info.value.http_status == 413 and info.value.field == "<body>"
     assert time.perf_counter() - t0 < 0.05  # refused by size, not parsed (10 MB)
+    # Refused before parsing, whatever the timing: an over-limit body that is not even JSON
+    # is a 413 too, not the parser's 400.
+    with pytest.raises(LLMRequestError, match="the limit is 1048576") as info:
+        parse_request(b"{" * 1_048_577, ChatCompletionRequest, RequestLimits())
+    assert info.value.http_status == 413
 
 
 def test_a_temperature_too_small_to_divide_by_is_greedy() -> None:
